@@ -1,0 +1,149 @@
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+from integrations.fields import EncryptedTextField
+
+
+class Role(models.TextChoices):
+    ADMIN = "admin", "Company Administrator"
+    OPERATOR = "operator", "Operator"
+    VIEWER = "viewer", "Viewer"
+
+
+ROLE_RANK = {Role.VIEWER: 0, Role.OPERATOR: 1, Role.ADMIN: 2}
+
+
+class Company(models.Model):
+    name = models.CharField(max_length=200)
+    slug = models.SlugField(max_length=80, unique=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        verbose_name_plural = "companies"
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Membership(models.Model):
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships"
+    )
+    company = models.ForeignKey(Company, on_delete=models.CASCADE, related_name="memberships")
+    role = models.CharField(max_length=16, choices=Role.choices, default=Role.VIEWER)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["user", "company"], name="unique_membership"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} @ {self.company} ({self.get_role_display()})"
+
+    def has_role(self, minimum: str) -> bool:
+        return ROLE_RANK[Role(self.role)] >= ROLE_RANK[Role(minimum)]
+
+
+class LinarcConnection(models.Model):
+    company = models.OneToOneField(
+        Company, on_delete=models.CASCADE, related_name="linarc_connection"
+    )
+    base_url = models.URLField(max_length=300)
+    api_key = EncryptedTextField(blank=True)
+    last_pull_at = models.DateTimeField(null=True, blank=True)
+    last_successful_pull_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+
+    def __str__(self) -> str:
+        return f"Linarc for {self.company}"
+
+
+class QboConnectionStatus(models.TextChoices):
+    CONNECTED = "connected", "Connected"
+    NEEDS_RECONNECT = "needs_reconnect", "Needs reconnect"
+    DISCONNECTED = "disconnected", "Disconnected"
+
+
+class QboConnection(models.Model):
+    company = models.OneToOneField(Company, on_delete=models.CASCADE, related_name="qbo_connection")
+    realm_id = models.CharField(max_length=32, blank=True)
+    environment = models.CharField(max_length=300, blank=True)
+    access_token = EncryptedTextField(blank=True)
+    refresh_token = EncryptedTextField(blank=True)
+    access_expires_at = models.DateTimeField(null=True, blank=True)
+    refresh_expires_at = models.DateTimeField(null=True, blank=True)
+    status = models.CharField(
+        max_length=20, choices=QboConnectionStatus.choices, default=QboConnectionStatus.DISCONNECTED
+    )
+    connected_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    connected_at = models.DateTimeField(null=True, blank=True)
+    refreshed_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    customers_refreshed_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"QuickBooks for {self.company} ({self.get_status_display()})"
+
+
+class SyncRules(models.Model):
+    company = models.OneToOneField(Company, on_delete=models.CASCADE, related_name="sync_rules")
+    auto_create = models.BooleanField(
+        default=False, help_text="Pull new Linarc projects into staging on schedule."
+    )
+    auto_update = models.BooleanField(
+        default=False, help_text="Pull edits of staged Linarc projects on schedule."
+    )
+    pull_every_minutes = models.PositiveIntegerField(default=15)
+    display_name_template = models.CharField(
+        max_length=200,
+        default="{name}",
+        help_text="QuickBooks display name for a project: {name}, {number}, {client}.",
+    )
+    periodic_task = models.OneToOneField(
+        "django_celery_beat.PeriodicTask",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+
+    class Meta:
+        verbose_name_plural = "sync rules"
+
+    def __str__(self) -> str:
+        return f"Sync rules for {self.company}"
+
+
+class QboCustomer(models.Model):
+    """Local cache of the company's QBO customers, behind the customer drop-down."""
+
+    company = models.ForeignKey(Company, on_delete=models.CASCADE, related_name="qbo_customers")
+    qbo_id = models.CharField(max_length=32)
+    display_name = models.CharField(max_length=500)
+    # casefolded display name for type-ahead; written by the cache-refresh service
+    search_name = models.CharField(max_length=500)
+    fully_qualified_name = models.CharField(max_length=2000, blank=True)
+    parent_qbo_id = models.CharField(max_length=32, blank=True)
+    is_job = models.BooleanField(default=False)
+    active = models.BooleanField(default=True)
+    sync_token = models.CharField(max_length=32, blank=True)
+    deleted_in_qbo = models.BooleanField(default=False)
+    refreshed_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["company", "qbo_id"], name="unique_qbo_customer"),
+        ]
+        indexes = [
+            models.Index(fields=["company", "is_job", "active", "search_name"]),
+        ]
+        ordering = ["display_name"]
+
+    def __str__(self) -> str:
+        return self.display_name

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Browser tests use Debian's Chromium (Playwright's own browser download is not reachable).
+set -euo pipefail
+if [ -x /usr/bin/chromium ]; then exit 0; fi
+if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null; then
+  echo "Installing Debian's chromium for the browser tests…"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+else
+  echo "Chromium is missing: install it with 'sudo apt-get install -y chromium' (browser tests need /usr/bin/chromium)." >&2
+  exit 1
+fi

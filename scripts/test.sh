@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# The README's test command: lint, types, then the whole pytest suite (incl. browser tests).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/bootstrap.sh dev
+bash scripts/ensure-chromium.sh
+export PATH="$PWD/.venv/bin:$PATH"
+echo "== ruff"; ruff check . && ruff format --check .
+echo "== mypy"; mypy .
+echo "== pytest"; pytest "$@"

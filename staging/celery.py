@@ -1,0 +1,18 @@
+from __future__ import annotations
+
+import os
+
+from celery import Celery
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "staging.settings")
+
+app = Celery("staging")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.autodiscover_tasks()
+
+# The fixed beat schedule, in one place. Per-company Linarc pulls are not here: they are
+# django-celery-beat PeriodicTasks kept in step with each company's SyncRules.
+app.conf.beat_schedule = {
+    # Tell the UI that workers are alive ("Workers online" in the Projects toolbar).
+    "worker-heartbeat": {"task": "staging.heartbeat", "schedule": 30.0},
+}

@@ -1,0 +1,187 @@
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+from integrations.models import Company, QboCustomer
+
+
+class SyncStatus(models.TextChoices):
+    NEEDS_ACTION = "needs_action", "Needs Action"
+    NEEDS_SYNC = "needs_sync", "Needs Sync"
+    QUEUED = "queued", "Queued"
+    SYNCED = "synced", "Synced"
+    FAILED = "failed", "Failed"
+
+
+class StagedProjectQuerySet(models.QuerySet["StagedProject"]):
+    def for_company(self, company: Company) -> StagedProjectQuerySet:
+        return self.filter(company=company)
+
+
+class StagedProject(models.Model):
+    """One Linarc project in staging, and everything known about its QBO sub-customer."""
+
+    company = models.ForeignKey(Company, on_delete=models.CASCADE, related_name="staged_projects")
+    linarc_id = models.CharField(max_length=64)
+
+    # Fields pulled from Linarc (the source of truth for these).
+    number = models.CharField(max_length=64, blank=True)
+    name = models.TextField(blank=True)
+    project_status = models.CharField(max_length=64, blank=True)
+    start_date = models.DateField(null=True, blank=True)
+    end_date = models.DateField(null=True, blank=True)
+    client_name = models.CharField(max_length=500, blank=True)
+    address = models.JSONField(default=dict, blank=True)
+    source_payload = models.JSONField(default=dict, blank=True)
+    source_hash = models.CharField(max_length=64, blank=True)
+    source_updated_at = models.DateTimeField(null=True, blank=True)
+    problems = models.JSONField(default=list, blank=True)
+    deleted_in_linarc = models.BooleanField(default=False)
+
+    # The permanent mapping: set once, then refused by a database trigger (migration 0002).
+    qbo_customer = models.ForeignKey(
+        QboCustomer, null=True, blank=True, on_delete=models.PROTECT, related_name="projects"
+    )
+    mapped_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    mapped_at = models.DateTimeField(null=True, blank=True)
+
+    # The QBO sub-customer this project became.
+    qbo_record_id = models.CharField(max_length=32, blank=True)
+    qbo_sync_token = models.CharField(max_length=32, blank=True)
+    qbo_display_name = models.CharField(max_length=500, blank=True)
+
+    status = models.CharField(
+        max_length=16, choices=SyncStatus.choices, default=SyncStatus.NEEDS_ACTION
+    )
+    status_reason = models.TextField(blank=True)
+    failure_code = models.CharField(max_length=32, blank=True)
+    intuit_tid = models.CharField(max_length=100, blank=True)
+    last_synced_hash = models.CharField(max_length=64, blank=True)
+    last_synced_at = models.DateTimeField(null=True, blank=True)
+    last_request = models.JSONField(null=True, blank=True)
+    last_response = models.JSONField(null=True, blank=True)
+
+    # Claiming work: a worker owns a row while attempt_id matches and the lease holds.
+    attempt_id = models.UUIDField(null=True, blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    leased_until = models.DateTimeField(null=True, blank=True)
+    queued_at = models.DateTimeField(null=True, blank=True)
+
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    objects = StagedProjectQuerySet.as_manager()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["company", "linarc_id"], name="unique_staged_project"),
+        ]
+        indexes = [
+            models.Index(fields=["company", "status", "id"]),
+            models.Index(fields=["company", "name"]),
+            models.Index(fields=["company", "start_date"]),
+            models.Index(fields=["status", "leased_until"]),
+        ]
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return f"{self.number} {self.name}".strip()
+
+
+class EventKind(models.TextChoices):
+    IMPORTED = "imported", "Imported"
+    UPDATED = "updated", "Updated from Linarc"
+    DELETED_IN_LINARC = "deleted_in_linarc", "Deleted in Linarc"
+    MAPPED = "mapped", "Customer mapped"
+    MANUALLY_MAPPED = "manually_mapped", "Manual mapping"
+    QUEUED = "queued", "Queued for sync"
+    SYNCED = "synced", "Synced"
+    FAILED = "failed", "Failed"
+    NEEDS_ACTION = "needs_action", "Needs action"
+    RETRIED = "retried", "Retried"
+    REQUEUED = "requeued", "Re-queued after lost worker"
+
+
+class ChangeEvent(models.Model):
+    """Append-only history of a staged project."""
+
+    company = models.ForeignKey(Company, on_delete=models.CASCADE, related_name="+")
+    project = models.ForeignKey(StagedProject, on_delete=models.CASCADE, related_name="events")
+    at = models.DateTimeField(default=timezone.now)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    kind = models.CharField(max_length=24, choices=EventKind.choices)
+    summary = models.TextField(blank=True)
+    details = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["project", "-at"])]
+        ordering = ["-at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} at {self.at:%Y-%m-%d %H:%M}"
+
+
+class RunKind(models.TextChoices):
+    IMPORT_NEW = "import_new", "Import New Items from Linarc"
+    IMPORT_ALL = "import_all", "Import All from Linarc"
+    IMPORT_SELECTED = "import_selected", "Import Selected"
+    SCHEDULED_PULL = "scheduled_pull", "Scheduled pull"
+    SYNC = "sync", "Sync to QBO"
+    REFRESH_CUSTOMERS = "refresh_customers", "Refresh QBO customers"
+
+
+class RunState(models.TextChoices):
+    PENDING = "pending", "Pending"
+    RUNNING = "running", "Running"
+    DONE = "done", "Done"
+    FAILED = "failed", "Failed"
+
+
+class Run(models.Model):
+    """One bulk import or sync, for progress bars and the run summary."""
+
+    company = models.ForeignKey(Company, on_delete=models.CASCADE, related_name="runs")
+    kind = models.CharField(max_length=24, choices=RunKind.choices)
+    started_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    state = models.CharField(max_length=16, choices=RunState.choices, default=RunState.PENDING)
+    params = models.JSONField(default=dict, blank=True)
+    counts = models.JSONField(default=dict, blank=True)
+    total = models.PositiveIntegerField(default=0)
+    processed = models.PositiveIntegerField(default=0)
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["company", "kind", "-created_at"])]
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} ({self.get_state_display()})"
+
+    @property
+    def percent(self) -> int:
+        if self.state == RunState.DONE:
+            return 100
+        if not self.total:
+            return 0
+        return min(100, int(self.processed * 100 / self.total))
+
+
+class WorkerHeartbeat(models.Model):
+    """Last time a Celery worker ran the heartbeat task: the UI shows whether workers are up."""
+
+    hostname = models.CharField(max_length=200, unique=True)
+    seen_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return f"{self.hostname} at {self.seen_at:%H:%M:%S}"

@@ -1,0 +1,14 @@
+"""Celery tasks: thin wrappers that take ids and call one service."""
+
+from __future__ import annotations
+
+import socket
+
+from celery import shared_task
+
+from staging.services.workers import worker_heartbeat_record
+
+
+@shared_task(name="staging.heartbeat")
+def heartbeat() -> None:
+    worker_heartbeat_record(hostname=socket.gethostname())

@@ -1,0 +1,32 @@
+from __future__ import annotations
+
+from django.contrib import admin
+from django.contrib.auth import views as auth_views
+from django.http import HttpRequest, HttpResponse
+from django.urls import include, path
+from django.views.generic import RedirectView
+
+from integrations import views as integration_views
+from staging import views
+
+
+def healthz(request: HttpRequest) -> HttpResponse:
+    return HttpResponse("ok", content_type="text/plain")
+
+
+portfolio_patterns = [
+    path("", views.portfolio_home, name="home"),
+    path("integration/", views.integration_home, name="integration"),
+    path("integration/erp/", views.integration_home, name="erp"),
+    path("integration/erp/projects/", views.projects_tab, name="projects"),
+]
+
+urlpatterns = [
+    path("", RedirectView.as_view(pattern_name="portfolio:home"), name="root"),
+    path("healthz", healthz, name="healthz"),
+    path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
+    path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("company/switch/", integration_views.switch_company, name="switch_company"),
+    path("portfolio/", include((portfolio_patterns, "portfolio"))),
+    path("admin/", admin.site.urls),
+]

@@ -6,8 +6,9 @@ from django.http import HttpRequest, HttpResponse
 from django.urls import include, path
 from django.views.generic import RedirectView
 
+from integrations import urls as integration_urls
 from integrations import views as integration_views
-from staging import views
+from staging import urls_imports, urls_projects, views
 
 
 def healthz(request: HttpRequest) -> HttpResponse:
@@ -18,7 +19,9 @@ portfolio_patterns = [
     path("", views.portfolio_home, name="home"),
     path("integration/", views.integration_home, name="integration"),
     path("integration/erp/", views.integration_home, name="erp"),
-    path("integration/erp/projects/", views.projects_tab, name="projects"),
+    *urls_projects.urlpatterns,
+    *urls_imports.urlpatterns,
+    *integration_urls.urlpatterns,
 ]
 
 urlpatterns = [

@@ -6,7 +6,7 @@ endpoint ships without its permission test.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -15,17 +15,11 @@ from django.urls import URLPattern, URLResolver, get_resolver, reverse
 from integrations.models import Role
 from tests.conftest import Personas
 from tests.factories import StagedProjectFactory
-
-
-@dataclass(frozen=True)
-class Policy:
-    method: str = "get"
-    # Minimum role that may use it; None = no login needed.
-    role: str | None = Role.VIEWER
-    # The kind of object the URL names, built for the *other* company to test 404.
-    obj: str | None = None
-    data: dict[str, Any] = field(default_factory=dict)
-
+from tests.policies import imports as policies_imports
+from tests.policies import projects as policies_projects
+from tests.policies import qbo as policies_qbo
+from tests.policies import rules as policies_rules
+from tests.policy import Policy
 
 URL_POLICY: dict[str, Policy] = {
     "root": Policy(role=None),
@@ -36,8 +30,9 @@ URL_POLICY: dict[str, Policy] = {
     "portfolio:home": Policy(),
     "portfolio:integration": Policy(),
     "portfolio:erp": Policy(),
-    "portfolio:projects": Policy(),
 }
+for _module in (policies_projects, policies_imports, policies_qbo, policies_rules):
+    URL_POLICY.update(_module.POLICY)
 EXEMPT_NAMESPACES = {"admin"}
 
 
@@ -55,13 +50,20 @@ def _all_url_names(resolver: URLResolver | None = None, prefix: str = "") -> lis
     return names
 
 
+# Each object kind the URLs name, built in a given company; areas add theirs here.
+OBJECT_BUILDERS: dict[str, Callable[[Any], dict[str, Any]]] = {
+    "project": lambda company: {"pk": StagedProjectFactory(company=company).pk},
+}
+
+
 def _build_kwargs(policy: Policy, personas: Personas, *, own: bool) -> dict[str, Any]:
+    kwargs = dict(policy.kwargs)
     if policy.obj is None:
-        return {}
+        return kwargs
     company = personas.company if own else personas.other_company
-    if policy.obj == "project":
-        return {"pk": StagedProjectFactory(company=company).pk}
-    raise AssertionError(f"No builder for object kind {policy.obj!r}")
+    builder = OBJECT_BUILDERS.get(policy.obj)
+    assert builder is not None, f"No builder for object kind {policy.obj!r}"
+    return {**kwargs, **builder(company)}
 
 
 def test_every_url_is_covered() -> None:
@@ -130,3 +132,15 @@ def test_switch_company_changes_current_company(personas: Personas) -> None:
     client.post(reverse("switch_company"), {"company": personas.other_company.pk, "next": "/"})
     page = client.get(reverse("portfolio:home"))
     assert "<h1>Other Co</h1>" in page.content.decode()
+
+
+ADMIN_ONLY = [name for name, p in URL_POLICY.items() if p.role == Role.ADMIN]
+
+
+@pytest.mark.parametrize("name", ADMIN_ONLY)
+def test_operator_cannot_use_admin_only_urls(name: str, personas: Personas) -> None:
+    policy = URL_POLICY[name]
+    client = personas.client_for(personas.operator)
+    url = reverse(name, kwargs=_build_kwargs(policy, personas, own=True))
+    response = getattr(client, policy.method)(url, policy.data)
+    assert response.status_code == 403

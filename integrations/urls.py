@@ -1,0 +1,17 @@
+"""URLs of the ERP Integration settings: the QuickBooks connection and the sync rules."""
+
+from __future__ import annotations
+
+from django.urls import URLPattern, path
+
+from integrations import qbo_views, rules_views
+
+# QuickBooks connection (owned by integrations/qbo_views.py)
+qbo_patterns: list[URLPattern] = [
+    path("integration/erp/qbo/", qbo_views.qbo_connection, name="qbo_connection"),
+]
+# Sync rules and the Linarc connection (owned by integrations/rules_views.py)
+rules_patterns: list[URLPattern] = [
+    path("integration/erp/rules/", rules_views.sync_rules, name="sync_rules"),
+]
+urlpatterns: list[URLPattern] = [*qbo_patterns, *rules_patterns]

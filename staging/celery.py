@@ -15,4 +15,7 @@ app.autodiscover_tasks()
 app.conf.beat_schedule = {
     # Tell the UI that workers are alive ("Workers online" in the Projects toolbar).
     "worker-heartbeat": {"task": "staging.heartbeat", "schedule": 30.0},
+    # Put rows back to work whose worker died mid-sync (lease expired) or whose message was
+    # lost; they keep their attempt id, so QBO replays instead of duplicating.
+    "requeue-stale-projects": {"task": "staging.requeue_stale_projects", "schedule": 60.0},
 }

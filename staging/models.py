@@ -65,8 +65,14 @@ class StagedProject(models.Model):
     last_request = models.JSONField(null=True, blank=True)
     last_response = models.JSONField(null=True, blank=True)
 
-    # Claiming work: a worker owns a row while attempt_id matches and the lease holds.
+    # attempt_id is set when the row is queued (each Sync/Retry is a new attempt) and derives
+    # the QBO requestid, so a re-delivered task replays rather than duplicates. lease_id is
+    # set by the worker that claims the row; outcomes are written only while it matches.
     attempt_id = models.UUIDField(null=True, blank=True)
+    lease_id = models.UUIDField(null=True, blank=True)
+    sync_run = models.ForeignKey(
+        "Run", null=True, blank=True, on_delete=models.SET_NULL, related_name="projects"
+    )
     attempts = models.PositiveIntegerField(default=0)
     leased_until = models.DateTimeField(null=True, blank=True)
     queued_at = models.DateTimeField(null=True, blank=True)

@@ -1,0 +1,132 @@
+"""The Django side of the QBO client: settings → QboConfig, encrypted token persistence
+with a per-realm row lock, the shared per-realm rate limiter, and client construction."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import cache
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from integrations.models import Company, QboConnection, QboConnectionStatus
+from qbo_client.client import QboClient, RequestRecord
+from qbo_client.config import QboConfig
+from qbo_client.errors import ReconnectRequired
+from qbo_client.ratelimit import RealmRateLimiter
+from qbo_client.tokens import TokenSet
+
+RECONNECT_REASON = "Reconnect QuickBooks: the connection was revoked or has expired."
+
+
+class QboNotConnected(Exception):
+    """The company has no working QBO connection; a person must (re)connect."""
+
+
+def qbo_config() -> QboConfig:
+    return QboConfig(
+        client_id=settings.QBO_CLIENT_ID,
+        client_secret=settings.QBO_CLIENT_SECRET,
+        redirect_uri=settings.QBO_REDIRECT_URI,
+        environment=settings.QBO_ENVIRONMENT,
+        api_base_url=settings.QBO_API_BASE_URL,
+    )
+
+
+@cache
+def _limiter(url: str | None, window_seconds: int) -> RealmRateLimiter:
+    return RealmRateLimiter.from_url(url, window_seconds=window_seconds)
+
+
+def rate_limiter() -> RealmRateLimiter:
+    """One limiter per process; on Redis it shares the realm's budget with every worker."""
+    return _limiter(settings.RATE_LIMIT_REDIS_URL, settings.QBO_RATE_WINDOW_SECONDS)
+
+
+def _token_set(connection: QboConnection) -> TokenSet:
+    assert connection.access_expires_at is not None
+    return TokenSet(
+        access_token=connection.access_token,
+        refresh_token=connection.refresh_token,
+        access_expires_at=connection.access_expires_at,
+        refresh_expires_at=connection.refresh_expires_at,
+    )
+
+
+def connection_store_tokens(*, connection: QboConnection, tokens: TokenSet) -> None:
+    connection.access_token = tokens.access_token
+    connection.refresh_token = tokens.refresh_token
+    connection.access_expires_at = tokens.access_expires_at
+    connection.refresh_expires_at = tokens.refresh_expires_at
+    connection.refreshed_at = timezone.now()
+    connection.save(
+        update_fields=[
+            "access_token",
+            "refresh_token",
+            "access_expires_at",
+            "refresh_expires_at",
+            "refreshed_at",
+        ]
+    )
+
+
+def connection_mark_needs_reconnect(*, connection_id: int, reason: str = RECONNECT_REASON) -> None:
+    QboConnection.objects.filter(pk=connection_id).update(
+        status=QboConnectionStatus.NEEDS_RECONNECT, last_error=reason
+    )
+
+
+class DjangoTokenStore:
+    """TokenStore on the QboConnection row (qbo_client.tokens.TokenStore).
+
+    Refreshes run under SELECT … FOR UPDATE on the connection, so concurrent workers never
+    race a rotating refresh token (reference §9: a lost rotated token means invalid_grant);
+    the rotated token is stored in the same transaction as the refresh.
+    """
+
+    def __init__(self, connection_id: int) -> None:
+        self.connection_id = connection_id
+
+    def current(self) -> TokenSet:
+        connection = QboConnection.objects.get(pk=self.connection_id)
+        if connection.status != QboConnectionStatus.CONNECTED or not connection.refresh_token:
+            raise ReconnectRequired(RECONNECT_REASON)
+        return _token_set(connection)
+
+    def refresh(self, stale_access_token: str, refresher: Callable[[str], TokenSet]) -> TokenSet:
+        try:
+            with transaction.atomic():
+                connection = QboConnection.objects.select_for_update().get(pk=self.connection_id)
+                if connection.status != QboConnectionStatus.CONNECTED:
+                    raise ReconnectRequired(RECONNECT_REASON)
+                if connection.access_token != stale_access_token:
+                    return _token_set(connection)  # another worker already refreshed
+                tokens = refresher(connection.refresh_token)
+                connection_store_tokens(connection=connection, tokens=tokens)
+                return tokens
+        except ReconnectRequired:
+            # Outside the rolled-back transaction, so the mark sticks (mappings are kept).
+            connection_mark_needs_reconnect(connection_id=self.connection_id)
+            raise
+
+
+def qbo_client_for(
+    *, company: Company, on_request: Callable[[RequestRecord], None] | None = None
+) -> QboClient:
+    """A client for one task and realm (python-quickbooks clients are not thread-safe)."""
+    connection = QboConnection.objects.filter(company=company).first()
+    if connection is None or connection.status == QboConnectionStatus.DISCONNECTED:
+        raise QboNotConnected(
+            "QuickBooks is not connected. An administrator can connect it under "
+            "ERP Integration → QuickBooks connection."
+        )
+    if connection.status == QboConnectionStatus.NEEDS_RECONNECT:
+        raise ReconnectRequired(RECONNECT_REASON)
+    return QboClient(
+        qbo_config(),
+        connection.realm_id,
+        DjangoTokenStore(connection.pk),
+        rate_limiter(),
+        on_request=on_request,
+    )

@@ -1,0 +1,176 @@
+"""The permanent customer mapping, suggestions, and Manual Mapping to an existing QBO job.
+
+Mapping is write-once. The service claims it with a conditional UPDATE (`qbo_customer IS
+NULL`), so two browsers racing get one winner and one clear 409; the database trigger of
+migration staging/0002 refuses any later change from any other path.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from integrations.models import Company, QboCustomer
+from qbo_client.names import normalize_for_compare
+from staging.models import EventKind, StagedProject, SyncStatus
+from staging.services.events import event_record
+
+
+class MappingConflict(Exception):
+    """The project already has its permanent customer (HTTP 409)."""
+
+
+class MappingError(Exception):
+    """The chosen customer cannot be used (HTTP 422)."""
+
+
+@dataclass(frozen=True)
+class CustomerSuggestion:
+    customer: QboCustomer
+    reason: str
+
+
+def _parent_customer(*, company: Company, qbo_customer_id: int) -> QboCustomer:
+    customer = QboCustomer.objects.filter(company=company, pk=qbo_customer_id).first()
+    if customer is None:
+        raise MappingError("That QuickBooks customer is not in this company's customer list.")
+    if customer.is_job:
+        raise MappingError(
+            f"“{customer.display_name}” is a sub-customer; choose a top-level customer."
+        )
+    if not customer.active or customer.deleted_in_qbo:
+        raise MappingError(f"“{customer.display_name}” is inactive in QuickBooks.")
+    return customer
+
+
+def _status_after_mapping(project: StagedProject) -> tuple[str, str]:
+    if project.problems:
+        return SyncStatus.NEEDS_ACTION, "; ".join(project.problems)
+    if project.status in (SyncStatus.NEEDS_ACTION, ""):
+        return SyncStatus.NEEDS_SYNC, ""
+    return project.status, project.status_reason
+
+
+@transaction.atomic
+def project_map_customer(
+    *, company: Company, project_id: int, qbo_customer_id: int, actor: Any
+) -> StagedProject:
+    customer = _parent_customer(company=company, qbo_customer_id=qbo_customer_id)
+    now = timezone.now()
+    claimed = StagedProject.objects.filter(
+        pk=project_id, company=company, qbo_customer__isnull=True
+    ).update(qbo_customer=customer, mapped_by=actor, mapped_at=now, updated_at=now)
+    project = StagedProject.objects.select_related("qbo_customer").get(
+        pk=project_id, company=company
+    )
+    if not claimed:
+        assert project.qbo_customer is not None
+        raise MappingConflict(
+            f"This project is already mapped to “{project.qbo_customer.display_name}”; "
+            "the mapping is permanent."
+        )
+    project.status, project.status_reason = _status_after_mapping(project)
+    project.save(update_fields=["status", "status_reason"])
+    event_record(
+        project=project,
+        kind=EventKind.MAPPED,
+        summary=f"Mapped to QBO customer “{customer.display_name}” (permanent)",
+        actor=actor,
+        details={"qbo_customer_id": customer.qbo_id, "display_name": customer.display_name},
+    )
+    return project
+
+
+def customer_suggestions(*, project: StagedProject, limit: int = 3) -> list[CustomerSuggestion]:
+    """Customers whose name matches the project's Linarc client name. Shown, never applied."""
+    client = normalize_for_compare(project.client_name or "")
+    if not client or project.qbo_customer_id:
+        return []
+    candidates = QboCustomer.objects.filter(
+        company_id=project.company_id, is_job=False, active=True, search_name__contains=client
+    )[:20]
+    suggestions: list[CustomerSuggestion] = []
+    for customer in candidates:
+        name = normalize_for_compare(customer.display_name)
+        if name == client:
+            suggestions.insert(0, CustomerSuggestion(customer, "Same name as the Linarc client"))
+        else:
+            suggestions.append(
+                CustomerSuggestion(
+                    customer, f"Contains the Linarc client name “{project.client_name}”"
+                )
+            )
+    return suggestions[:limit]
+
+
+def _sub_customer(*, company: Company, qbo_customer_id: int) -> QboCustomer:
+    job = QboCustomer.objects.filter(company=company, pk=qbo_customer_id, is_job=True).first()
+    if job is None:
+        raise MappingError("Choose an existing QuickBooks sub-customer (job).")
+    return job
+
+
+def manual_map_preview(
+    *, company: Company, project: StagedProject, qbo_customer_id: int
+) -> list[str]:
+    job = _sub_customer(company=company, qbo_customer_id=qbo_customer_id)
+    lines = [f"Link this project to the QuickBooks job “{job.display_name}” (Id {job.qbo_id})."]
+    if project.qbo_record_id and project.qbo_record_id != job.qbo_id:
+        lines.append(
+            f"It is linked today to QBO Id {project.qbo_record_id}; that link is replaced."
+        )
+    if project.qbo_customer is None:
+        parent = QboCustomer.objects.filter(company=company, qbo_id=job.parent_qbo_id).first()
+        name = parent.display_name if parent else f"Id {job.parent_qbo_id}"
+        lines.append(f"The project's customer becomes “{name}”, permanently.")
+    lines.append("The next Sync to QBO updates that job instead of creating a new one.")
+    return lines
+
+
+@transaction.atomic
+def project_manual_map(
+    *, company: Company, project_id: int, qbo_customer_id: int, actor: Any
+) -> StagedProject:
+    job = _sub_customer(company=company, qbo_customer_id=qbo_customer_id)
+    project = (
+        StagedProject.objects.select_for_update()
+        .select_related("qbo_customer")
+        .get(pk=project_id, company=company)
+    )
+    if project.status == SyncStatus.QUEUED:
+        raise MappingError("This project is being synced right now; try again when it settles.")
+    if project.qbo_customer is None:
+        parent = QboCustomer.objects.filter(
+            company=company, qbo_id=job.parent_qbo_id, is_job=False
+        ).first()
+        if parent is None:
+            raise MappingError("The job's parent customer is not in the customer list.")
+        project = project_map_customer(
+            company=company, project_id=project.pk, qbo_customer_id=parent.pk, actor=actor
+        )
+    assert project.qbo_customer is not None
+    if job.parent_qbo_id != project.qbo_customer.qbo_id:
+        raise MappingError(
+            f"“{job.display_name}” is not under this project's customer "
+            f"“{project.qbo_customer.display_name}”."
+        )
+    previous = project.qbo_record_id
+    project.qbo_record_id = job.qbo_id
+    project.qbo_sync_token = job.sync_token
+    project.qbo_display_name = job.display_name
+    project.last_synced_hash = ""  # the job's fields are not ours yet: the next sync updates it
+    if not project.problems:
+        project.status, project.status_reason = SyncStatus.NEEDS_SYNC, ""
+    project.updated_at = timezone.now()
+    project.save()
+    event_record(
+        project=project,
+        kind=EventKind.MANUALLY_MAPPED,
+        summary=f"Linked to existing QBO job “{job.display_name}” (Id {job.qbo_id})",
+        actor=actor,
+        details={"qbo_record_id": job.qbo_id, "previous_qbo_record_id": previous},
+    )
+    return project

@@ -1,0 +1,299 @@
+"""Push claimed projects to QBO as sub-customers: lookup, adopt or create, sparse update.
+
+Called by the sync task with rows it has claimed (staging.services.sync.projects_claim).
+Every row gets an outcome (Synced / Failed / Needs Action) except rows hit by a transient
+error, which are returned so the task can retry them with backoff.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from integrations.models import SyncRules
+from integrations.services.qbo import QboNotConnected, qbo_client_for
+from qbo_client.client import BatchItem, QboClient, QboCustomerData, RequestRecord
+from qbo_client.errors import (
+    NeedsActionError,
+    QboError,
+    ReconnectRequired,
+    StaleObjectError,
+    TransientError,
+)
+from qbo_client.names import escape_query_literal, normalize_for_compare
+from staging.models import StagedProject, SyncStatus
+from staging.services.qbo_payload import fields_hash, project_job_fields
+from staging.services.sync import Outcome, project_record_outcome
+
+log = logging.getLogger(__name__)
+
+
+class TransientPushError(Exception):
+    """Some rows hit a transient QBO error; the task retries them with backoff."""
+
+    def __init__(self, error: QboError, project_ids: list[int]) -> None:
+        super().__init__(error.reason)
+        self.error = error
+        self.project_ids = project_ids
+
+
+@dataclass
+class _Work:
+    project: StagedProject
+    fields: dict[str, Any]
+    bid: str
+    existing: QboCustomerData | None = None
+
+
+def _request_id(project: StagedProject, operation: str) -> str:
+    # Derived from the attempt stamped at queue time: the same attempt always sends the
+    # same requestid, so QBO replays a write whose response was lost (reference §7).
+    return uuid.uuid5(project.attempt_id or uuid.NAMESPACE_OID, f"{project.pk}:{operation}").hex
+
+
+def _batch_request_id(works: list[_Work]) -> str:
+    key = ",".join(f"{w.project.pk}:{w.project.attempt_id}" for w in works)
+    return uuid.uuid5(uuid.NAMESPACE_OID, key).hex  # 32 chars ≤ 36 (reference §6)
+
+
+def _failure(error: QboError, *, request: dict[str, Any] | None = None) -> Outcome:
+    status = SyncStatus.NEEDS_ACTION if isinstance(error, NeedsActionError) else SyncStatus.FAILED
+    return Outcome(
+        status=status,
+        reason=error.reason,
+        code=error.code or "",
+        intuit_tid=error.intuit_tid or "",
+        request=request,
+        response={"status": error.status, "detail": error.detail} if request else None,
+    )
+
+
+def _synced(
+    customer: QboCustomerData,
+    fields: dict[str, Any],
+    summary: str,
+    request: dict[str, Any],
+    response: dict[str, Any],
+    tid: str | None,
+) -> Outcome:
+    return Outcome(
+        status=SyncStatus.SYNCED,
+        qbo_record_id=customer.id,
+        sync_token=customer.sync_token,
+        display_name=customer.display_name,
+        synced_hash=fields_hash(fields),
+        summary=summary,
+        request=request,
+        response=response,
+        intuit_tid=tid or "",
+    )
+
+
+def _lookup_names(client: QboClient, names: list[str]) -> dict[str, list[QboCustomerData]]:
+    """All customers (inactive included) holding any of the names, in one query."""
+    if not names:
+        return {}
+    literals = ", ".join(f"'{escape_query_literal(n)}'" for n in sorted(set(names)))
+    # QBO's query language, not SQL; every literal is escaped above (reference §3).
+    statement = f"SELECT * FROM Customer WHERE DisplayName IN ({literals}) "  # noqa: S608
+    response = client.query(statement + "AND Active IN (true, false) MAXRESULTS 1000")
+    found: dict[str, list[QboCustomerData]] = {}
+    for entity in (response.get("QueryResponse") or {}).get("Customer", []):
+        customer = QboCustomerData.from_json(entity)
+        found.setdefault(normalize_for_compare(customer.display_name), []).append(customer)
+    return found
+
+
+def _name_taken(name: str, holder: QboCustomerData | None) -> Outcome:
+    who = f"another record (Id {holder.id})" if holder else "a vendor, employee or customer"
+    return Outcome(
+        status=SyncStatus.NEEDS_ACTION,
+        code="6240",
+        reason=(
+            f'The name "{name}" is already used in QuickBooks by {who}. Link it with Manual '
+            "Mapping or change the naming rule."
+        ),
+    )
+
+
+def projects_push(*, lease: uuid.UUID, projects: list[StagedProject]) -> None:
+    """Push claimed rows; raises TransientPushError listing the rows to retry later."""
+    if not projects:
+        return
+    company = projects[0].company
+    exchanges: list[RequestRecord] = []
+    try:
+        client = qbo_client_for(company=company, on_request=exchanges.append)
+    except (QboNotConnected, ReconnectRequired) as exc:
+        reason = str(exc) if isinstance(exc, QboNotConnected) else exc.reason
+        for project in projects:
+            project_record_outcome(
+                project=project, lease=lease, outcome=Outcome(SyncStatus.FAILED, reason=reason)
+            )
+        return
+    with client:
+        _push_with(client, lease=lease, projects=projects, exchanges=exchanges)
+
+
+def _push_with(
+    client: QboClient,
+    *,
+    lease: uuid.UUID,
+    projects: list[StagedProject],
+    exchanges: list[RequestRecord],
+) -> None:
+    rules, _ = SyncRules.objects.get_or_create(company_id=projects[0].company_id)
+
+    def record(p: StagedProject, o: Outcome) -> bool:
+        return project_record_outcome(project=p, lease=lease, outcome=o)
+
+    works: list[_Work] = []
+    for index, project in enumerate(projects):
+        if project.qbo_customer is None:
+            record(project, Outcome(SyncStatus.NEEDS_ACTION, reason="No QBO customer selected"))
+            continue
+        try:
+            fields = project_job_fields(project=project, rules=rules)
+        except ValueError as exc:
+            record(
+                project,
+                Outcome(
+                    SyncStatus.NEEDS_ACTION,
+                    reason=f"The QuickBooks name cannot be built: {exc}. Fix the project name "
+                    "in Linarc or the naming rule.",
+                ),
+            )
+            continue
+        works.append(_Work(project, fields, bid=f"b{index}"))
+    if not works:
+        return
+    try:
+        _adopt_or_flag(client, works, record)
+        works = [w for w in works if w.bid]  # rows flagged above have bid cleared
+        _send(client, works, record)
+    except ReconnectRequired as exc:
+        for work in works:
+            record(work.project, Outcome(SyncStatus.FAILED, reason=exc.reason, code=exc.code or ""))
+    except TransientError as exc:
+        raise TransientPushError(exc, [w.project.pk for w in works]) from exc
+
+
+def _adopt_or_flag(
+    client: QboClient, works: list[_Work], record: Callable[[StagedProject, Outcome], bool]
+) -> None:
+    creates = [w for w in works if not w.project.qbo_record_id]
+    found = _lookup_names(client, [w.fields["DisplayName"] for w in creates])
+    for work in creates:
+        holders = found.get(normalize_for_compare(work.fields["DisplayName"]), [])
+        parent_id = work.fields["ParentRef"]["value"]
+        mine = [h for h in holders if h.is_job and h.parent_id == parent_id]
+        if mine:
+            # Ours already (an earlier attempt created it, or a person did): adopt it.
+            work.existing = mine[0]
+        elif holders:
+            record(work.project, _name_taken(work.fields["DisplayName"], holders[0]))
+            work.bid = ""
+
+
+def _item_for(work: _Work) -> BatchItem:
+    if work.existing is not None:
+        return BatchItem.sparse_update(
+            work.bid, work.existing.id, work.existing.sync_token, work.fields
+        )
+    if work.project.qbo_record_id:
+        return BatchItem.sparse_update(
+            work.bid, work.project.qbo_record_id, work.project.qbo_sync_token or "0", work.fields
+        )
+    return BatchItem.create(work.bid, work.fields)
+
+
+def _send(
+    client: QboClient, works: list[_Work], record: Callable[[StagedProject, Outcome], bool]
+) -> None:
+    if not works:
+        return
+    items = [_item_for(w) for w in works]
+    request_id = _batch_request_id(works)
+    results = {r.bid: r for r in client.batch(items, request_id=request_id)}
+    transient: list[_Work] = []
+    for work, item in zip(works, items, strict=True):
+        result = results.get(work.bid)
+        request = {"endpoint": "batch", "requestid": request_id, "item": item.to_json()}
+        if result is None:
+            transient.append(work)
+            continue
+        response = result.raw
+        tid = client.last_intuit_tid
+        if result.ok and result.customer is not None:
+            verb = (
+                "Adopted existing"
+                if work.existing
+                else ("Updated" if item.operation == "update" else "Created")
+            )
+            record(
+                work.project,
+                _synced(
+                    result.customer,
+                    work.fields,
+                    f"{verb} QBO job “{result.customer.display_name}” (Id {result.customer.id})",
+                    request,
+                    response,
+                    tid,
+                ),
+            )
+            continue
+        error = result.error
+        assert error is not None
+        if isinstance(error, StaleObjectError) and item.operation == "update":
+            _retry_stale(client, work, record)
+        elif isinstance(error, NeedsActionError) and error.code == "6240":
+            holders = _lookup_names(client, [work.fields["DisplayName"]])
+            holder = next(iter(holders.values()), [None])[0]
+            outcome = _name_taken(work.fields["DisplayName"], holder)
+            outcome.request, outcome.response = request, response
+            outcome.intuit_tid = error.intuit_tid or ""
+            record(work.project, outcome)
+        elif isinstance(error, TransientError):
+            transient.append(work)
+        else:
+            outcome = _failure(error, request=request)
+            outcome.response = response
+            record(work.project, outcome)
+    if transient:
+        error = next((results[w.bid].error for w in transient if w.bid in results), None)
+        raise TransientError(error.reason if error else "QuickBooks did not answer for some rows")
+
+
+def _retry_stale(
+    client: QboClient, work: _Work, record: Callable[[StagedProject, Outcome], bool]
+) -> None:
+    """5010: someone changed the job in QBO since our last write. Re-read once and apply
+    our fields on the fresh SyncToken (reference §2.6)."""
+    record_id = work.existing.id if work.existing else work.project.qbo_record_id
+    fresh = client.get_customer(record_id)
+    request_id = _request_id(work.project, f"update-after-5010-{fresh.sync_token}")
+    request = {
+        "endpoint": "customer",
+        "requestid": request_id,
+        "body": {"Id": fresh.id, "SyncToken": fresh.sync_token, "sparse": True, **work.fields},
+    }
+    try:
+        updated = client.sparse_update_customer(fresh.id, fresh.sync_token, work.fields, request_id)
+    except (NeedsActionError, StaleObjectError) as error:
+        record(work.project, _failure(error, request=request))
+        return
+    record(
+        work.project,
+        _synced(
+            updated,
+            work.fields,
+            f"Updated QBO job “{updated.display_name}” after a concurrent edit",
+            request,
+            {"Customer": json.loads(json.dumps(updated.raw))},
+            client.last_intuit_tid,
+        ),
+    )

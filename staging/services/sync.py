@@ -1,0 +1,357 @@
+"""Sync to QBO: choosing eligible rows, queueing them, and the worker's side of the sync.
+
+How writes avoid duplicates (DESIGN.md "Writing to QBO without duplicates"):
+1. Queueing stamps each row with an attempt id; the QBO requestid derives from it, so a
+   re-delivered task or a retry after a lost response is replayed by QBO, not applied twice.
+2. A worker claims rows with a conditional UPDATE (status=queued and no live lease); the
+   loser of a race does nothing. Outcomes are written only while the claim's lease holds.
+3. Before creating, names are looked up in QBO (inactive included); an exact match under
+   the same parent is adopted instead of creating a second job.
+4. Bulk work goes through /batch (≤ 30 items), each item's outcome written to its own row.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import timedelta
+from functools import partial
+from typing import Any
+
+from django.db import transaction
+from django.db.models import Q, QuerySet
+from django.utils import timezone
+
+from integrations.models import Company
+from staging.models import EventKind, Run, RunKind, RunState, StagedProject, SyncStatus
+from staging.services.events import event_record, events_record_bulk
+
+log = logging.getLogger(__name__)
+
+BATCH_SIZE = 30  # QBO's batch item limit (reference §6)
+LEASE = timedelta(minutes=5)
+NO_CUSTOMER = "No QBO customer selected"
+
+
+@dataclass
+class EnqueueSummary:
+    queued: int = 0
+    skipped: dict[str, int] = field(default_factory=dict)
+    run_id: int | None = None
+
+    @property
+    def skipped_total(self) -> int:
+        return sum(self.skipped.values())
+
+    def describe(self) -> str:
+        text = f"Queued {self.queued} project{'s' if self.queued != 1 else ''} for QBO."
+        if self.skipped:
+            reasons = ", ".join(f"{reason} ({count})" for reason, count in self.skipped.items())
+            text += f" Skipped {self.skipped_total}: {reasons}."
+        return text
+
+
+def _eligible_q() -> Q:
+    return Q(
+        status__in=(SyncStatus.NEEDS_SYNC, SyncStatus.FAILED),
+        qbo_customer__isnull=False,
+        deleted_in_linarc=False,
+    )
+
+
+def _skip_reasons(projects: QuerySet[StagedProject]) -> dict[str, int]:
+    """Why the ineligible rows will not sync, counted in one grouped query."""
+    reasons: Counter[str] = Counter()
+    rows = (
+        projects.exclude(_eligible_q())
+        .values_list("status", "deleted_in_linarc", "qbo_customer_id")
+        .order_by()
+    )
+    grouped: Counter[tuple[str, bool, bool]] = Counter(
+        (status, deleted, customer is not None) for status, deleted, customer in rows.iterator()
+    )
+    for (status, deleted, has_customer), count in grouped.items():
+        if deleted:
+            reasons["Deleted in Linarc"] += count
+        elif not has_customer:
+            reasons[NO_CUSTOMER] += count
+        elif status == SyncStatus.SYNCED:
+            reasons["Already synced, no changes"] += count
+        elif status == SyncStatus.QUEUED:
+            reasons["Already queued"] += count
+        else:
+            reasons["Needs action first"] += count
+    return dict(reasons)
+
+
+def sync_preview(*, company: Company, projects: QuerySet[StagedProject]) -> EnqueueSummary:
+    projects = projects.filter(company=company)
+    return EnqueueSummary(
+        queued=projects.filter(_eligible_q()).count(), skipped=_skip_reasons(projects)
+    )
+
+
+def _dispatch(*, project_ids: list[int], run_id: int | None) -> None:
+    from staging.sync_tasks import sync_projects
+
+    for start in range(0, len(project_ids), BATCH_SIZE):
+        sync_projects.delay(project_ids=project_ids[start : start + BATCH_SIZE], run_id=run_id)
+
+
+def _queue(
+    *,
+    company: Company,
+    projects: QuerySet[StagedProject],
+    actor: Any,
+    kind: EventKind,
+    summary: str,
+) -> EnqueueSummary:
+    projects = projects.filter(company=company)
+    skipped = _skip_reasons(projects)
+    now = timezone.now()
+    with transaction.atomic():
+        run = Run.objects.create(
+            company=company,
+            kind=RunKind.SYNC,
+            started_by=actor if actor else None,
+            state=RunState.RUNNING,
+            started_at=now,
+        )
+        attempt = uuid.uuid4()
+        queued = (
+            StagedProject.objects.filter(pk__in=projects.filter(_eligible_q()).values("pk"))
+            .filter(_eligible_q())
+            .update(
+                status=SyncStatus.QUEUED,
+                status_reason="",
+                attempt_id=attempt,
+                lease_id=None,
+                leased_until=None,
+                queued_at=now,
+                sync_run=run,
+                updated_at=now,
+            )
+        )
+        ids = list(
+            StagedProject.objects.filter(sync_run=run, attempt_id=attempt)
+            .order_by("qbo_customer_id", "pk")
+            .values_list("pk", flat=True)
+        )
+        run.total = queued
+        run.counts = {"queued": queued}
+        if not queued:
+            run.state, run.finished_at = RunState.DONE, now
+        run.save(update_fields=["total", "counts", "state", "finished_at"])
+        events_record_bulk(
+            projects=[StagedProject(pk=pk, company_id=company.pk) for pk in ids],
+            kind=kind,
+            summary=summary,
+            actor=actor,
+            details={"attempt_id": str(attempt)},
+        )
+        transaction.on_commit(lambda: _dispatch(project_ids=ids, run_id=run.pk))
+    return EnqueueSummary(queued=queued, skipped=skipped, run_id=run.pk)
+
+
+def projects_enqueue_sync(
+    *, company: Company, projects: QuerySet[StagedProject], actor: Any
+) -> EnqueueSummary:
+    return _queue(
+        company=company,
+        projects=projects,
+        actor=actor,
+        kind=EventKind.QUEUED,
+        summary="Queued for Sync to QBO",
+    )
+
+
+def projects_retry_failed(
+    *, company: Company, projects: QuerySet[StagedProject], actor: Any
+) -> EnqueueSummary:
+    return _queue(
+        company=company,
+        projects=projects.filter(status=SyncStatus.FAILED),
+        actor=actor,
+        kind=EventKind.RETRIED,
+        summary="Retry after failure",
+    )
+
+
+class NotRetryable(Exception):
+    """Only a Failed row can be retried (HTTP 409)."""
+
+
+def project_retry(*, company: Company, project_id: int, actor: Any) -> StagedProject:
+    project = StagedProject.objects.get(pk=project_id, company=company)
+    if project.status != SyncStatus.FAILED:
+        raise NotRetryable(
+            f"Only a Failed project can be retried; this one is {project.get_status_display()}."
+        )
+    _queue(
+        company=company,
+        projects=StagedProject.objects.filter(pk=project_id),
+        actor=actor,
+        kind=EventKind.RETRIED,
+        summary="Retry after failure",
+    )
+    project.refresh_from_db()
+    return project
+
+
+# --- the worker's side ------------------------------------------------------------------
+
+
+def projects_claim(*, project_ids: list[int]) -> tuple[uuid.UUID, list[StagedProject]]:
+    """Claim queued rows no live worker holds; returns the lease and the claimed rows."""
+    lease = uuid.uuid4()
+    now = timezone.now()
+    StagedProject.objects.filter(pk__in=project_ids, status=SyncStatus.QUEUED).filter(
+        Q(leased_until__isnull=True) | Q(leased_until__lt=now)
+    ).update(lease_id=lease, leased_until=now + LEASE)
+    claimed = list(
+        StagedProject.objects.filter(lease_id=lease, status=SyncStatus.QUEUED)
+        .select_related("qbo_customer", "company")
+        .order_by("pk")
+    )
+    return lease, claimed
+
+
+def projects_release(*, lease: uuid.UUID) -> None:
+    """Give rows back to the queue (the task will run again) without losing them."""
+    StagedProject.objects.filter(lease_id=lease, status=SyncStatus.QUEUED).update(
+        lease_id=None, leased_until=None
+    )
+
+
+@dataclass
+class Outcome:
+    status: str
+    reason: str = ""
+    code: str = ""
+    intuit_tid: str = ""
+    qbo_record_id: str = ""
+    sync_token: str = ""
+    display_name: str = ""
+    synced_hash: str = ""
+    request: dict[str, Any] | None = None
+    response: dict[str, Any] | None = None
+    summary: str = ""
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+_EVENT_FOR_STATUS = {
+    SyncStatus.SYNCED: EventKind.SYNCED,
+    SyncStatus.FAILED: EventKind.FAILED,
+    SyncStatus.NEEDS_ACTION: EventKind.NEEDS_ACTION,
+}
+
+
+def project_record_outcome(*, project: StagedProject, lease: uuid.UUID, outcome: Outcome) -> bool:
+    """Write one row's outcome and its history event, only if our lease still holds."""
+    now = timezone.now()
+    values: dict[str, Any] = {
+        "status": outcome.status,
+        "status_reason": outcome.reason,
+        "failure_code": outcome.code,
+        "intuit_tid": outcome.intuit_tid,
+        "lease_id": None,
+        "leased_until": None,
+        "updated_at": now,
+    }
+    if outcome.request is not None:
+        values["last_request"] = outcome.request
+        values["last_response"] = outcome.response
+    if outcome.status == SyncStatus.SYNCED:
+        values.update(
+            qbo_record_id=outcome.qbo_record_id,
+            qbo_sync_token=outcome.sync_token,
+            qbo_display_name=outcome.display_name,
+            last_synced_hash=outcome.synced_hash,
+            last_synced_at=now,
+        )
+    elif outcome.qbo_record_id:  # e.g. adopted, then the update failed
+        values.update(qbo_record_id=outcome.qbo_record_id, qbo_sync_token=outcome.sync_token)
+    with transaction.atomic():
+        written = StagedProject.objects.filter(
+            pk=project.pk, lease_id=lease, status=SyncStatus.QUEUED
+        ).update(**values)
+        if not written:
+            log.info("Lease on project %s lost; outcome dropped", project.pk)
+            return False
+        StagedProject.objects.filter(pk=project.pk).update(attempts=project.attempts + 1)
+        details = {"code": outcome.code, "intuit_tid": outcome.intuit_tid, **outcome.details}
+        if outcome.qbo_record_id:
+            details["qbo_record_id"] = outcome.qbo_record_id
+        event_record(
+            project=project,
+            kind=_EVENT_FOR_STATUS[SyncStatus(outcome.status)],
+            summary=outcome.summary or outcome.reason or outcome.status,
+            details={k: v for k, v in details.items() if v},
+        )
+    return True
+
+
+def projects_fail_transient(*, project_ids: list[int], error: Any) -> None:
+    """Transient errors outlasted every retry: say so truthfully; one click retries."""
+    lease, projects = projects_claim(project_ids=project_ids)
+    for project in projects:
+        project_record_outcome(
+            project=project,
+            lease=lease,
+            outcome=Outcome(
+                SyncStatus.FAILED,
+                reason=f"QuickBooks did not answer after several tries ({error.reason}). "
+                "Click to retry.",
+                code=error.code or "",
+                intuit_tid=error.intuit_tid or "",
+            ),
+        )
+
+
+def run_refresh_progress(*, run_id: int) -> None:
+    """Recount a sync run's rows; the run is done when none of them is still queued."""
+    run = Run.objects.filter(pk=run_id).first()
+    if run is None or run.state == RunState.DONE:
+        return
+    counts = dict(
+        Counter(
+            StagedProject.objects.filter(sync_run_id=run_id)
+            .values_list("status", flat=True)
+            .order_by()
+            .iterator()
+        )
+    )
+    processed = sum(c for s, c in counts.items() if s != SyncStatus.QUEUED)
+    update: dict[str, Any] = {"counts": counts, "processed": processed}
+    if processed >= run.total:
+        update.update(state=RunState.DONE, finished_at=timezone.now())
+    Run.objects.filter(pk=run_id).exclude(state=RunState.DONE).update(**update)
+
+
+def projects_requeue_stale(*, older_than: timedelta = LEASE) -> list[int]:
+    """Reaper: rows stuck in Queued (a killed worker, a lost message) go back to work.
+
+    Returns the ids re-dispatched; their attempt id is kept, so the requestid is too.
+    """
+    now = timezone.now()
+    stale = StagedProject.objects.filter(status=SyncStatus.QUEUED).filter(
+        Q(leased_until__lt=now) | Q(leased_until__isnull=True, queued_at__lt=now - older_than)
+    )
+    rows = list(stale.values_list("pk", "sync_run_id").order_by("sync_run_id", "pk")[:3000])
+    if not rows:
+        return []
+    ids = [pk for pk, _ in rows]
+    StagedProject.objects.filter(pk__in=ids).update(lease_id=None, leased_until=None, queued_at=now)
+    events_record_bulk(
+        projects=StagedProject.objects.filter(pk__in=ids).only("pk", "company_id"),
+        kind=EventKind.REQUEUED,
+        summary="Re-queued: the worker handling it stopped before finishing",
+    )
+    by_run: dict[int | None, list[int]] = {}
+    for pk, sync_run_id in rows:
+        by_run.setdefault(sync_run_id, []).append(pk)
+    for run_key, run_ids in by_run.items():
+        transaction.on_commit(partial(_dispatch, project_ids=run_ids, run_id=run_key))
+    return ids

@@ -2,13 +2,106 @@
 
 from __future__ import annotations
 
+from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
+from django.views.decorators.http import require_GET, require_POST
+from django_htmx.http import HttpResponseStopPolling
 
-from integrations.models import Role
-from integrations.tenancy import company_required
+from integrations.http import HtmxHttpRequest
+from integrations.models import QboConnection, Role
+from integrations.services.qbo_connection import (
+    ConnectError,
+    customers_refresh_start,
+    qbo_connect_finish,
+    qbo_connect_start,
+    qbo_disconnect,
+)
+from integrations.tenancy import company_required, current_company
+from staging.models import Run, RunKind, RunState
+
+
+def _panel_context(request: HttpRequest) -> dict[str, object]:
+    company = current_company(request)
+    connection = (
+        QboConnection.objects.filter(company=company).select_related("connected_by").first()
+    )
+    latest_refresh = (
+        Run.objects.filter(company=company, kind=RunKind.REFRESH_CUSTOMERS).order_by("-pk").first()
+    )
+    return {
+        "erp_tab": "qbo",
+        "connection": connection,
+        "refresh_run": latest_refresh,
+        "customer_count": company.qbo_customers.count(),
+        "now": timezone.now(),
+    }
 
 
 @company_required(Role.ADMIN)
+@require_GET
 def qbo_connection(request: HttpRequest) -> HttpResponse:
-    return render(request, "integration/qbo_connection.html", {"erp_tab": "qbo"})
+    return render(request, "integration/qbo_connection.html", _panel_context(request))
+
+
+@company_required(Role.ADMIN)
+@require_POST
+def qbo_connect(request: HttpRequest) -> HttpResponse:
+    return redirect(qbo_connect_start(company=current_company(request), session=request.session))
+
+
+@company_required(Role.ADMIN)
+@require_GET
+def qbo_callback(request: HttpRequest) -> HttpResponse:
+    if request.GET.get("error"):
+        messages.error(request, f"QuickBooks sign-in was cancelled ({request.GET['error']}).")
+        return redirect("portfolio:qbo_connection")
+    try:
+        connection = qbo_connect_finish(
+            company=current_company(request),
+            actor=request.user,
+            session=request.session,
+            state=request.GET.get("state", ""),
+            code=request.GET.get("code", ""),
+            realm_id=request.GET.get("realmId", ""),
+        )
+    except ConnectError as exc:
+        messages.error(request, str(exc))
+        return redirect("portfolio:qbo_connection")
+    messages.success(
+        request, f"Connected to QuickBooks company {connection.realm_id}. Refreshing customers…"
+    )
+    customers_refresh_start(company=current_company(request), actor=request.user)
+    return redirect("portfolio:qbo_connection")
+
+
+@company_required(Role.ADMIN)
+@require_POST
+def qbo_disconnect_view(request: HttpRequest) -> HttpResponse:
+    messages.info(request, qbo_disconnect(company=current_company(request), actor=request.user))
+    return redirect("portfolio:qbo_connection")
+
+
+@company_required(Role.ADMIN)
+@require_POST
+def qbo_refresh_customers(request: HtmxHttpRequest) -> HttpResponse:
+    customers_refresh_start(company=current_company(request), actor=request.user)
+    if request.htmx:
+        return render(request, "integration/qbo_connection.html#customers", _panel_context(request))
+    messages.info(request, "Refreshing customers from QuickBooks…")
+    return redirect("portfolio:qbo_connection")
+
+
+@company_required(Role.ADMIN)
+@require_GET
+def qbo_refresh_status(request: HttpRequest, pk: int) -> HttpResponse:
+    run = get_object_or_404(
+        Run, pk=pk, company=current_company(request), kind=RunKind.REFRESH_CUSTOMERS
+    )
+    response = render(request, "integration/qbo_connection.html#customers", _panel_context(request))
+    if run.state in (RunState.DONE, RunState.FAILED):
+        stop = HttpResponseStopPolling()
+        stop.content = response.content
+        return stop
+    return response

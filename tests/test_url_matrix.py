@@ -13,6 +13,7 @@ import pytest
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
 from integrations.models import Role
+from staging.models import Run, RunKind
 from tests.conftest import Personas
 from tests.factories import StagedProjectFactory
 from tests.policies import imports as policies_imports
@@ -53,6 +54,9 @@ def _all_url_names(resolver: URLResolver | None = None, prefix: str = "") -> lis
 # Each object kind the URLs name, built in a given company; areas add theirs here.
 OBJECT_BUILDERS: dict[str, Callable[[Any], dict[str, Any]]] = {
     "project": lambda company: {"pk": StagedProjectFactory(company=company).pk},
+    "refresh_run": lambda company: {
+        "pk": Run.objects.create(company=company, kind=RunKind.REFRESH_CUSTOMERS).pk
+    },
 }
 
 

@@ -1,0 +1,86 @@
+"""The company's Linarc connection as a :class:`linarc_client.LinarcClient`.
+
+Django code reaches Linarc only through here. Imports run in Celery workers with the
+client's normal timeout and retries. Two reads happen inside a web request, by design and
+with a short timeout and no retries so a page never hangs on Linarc: *Test connection* on the
+sync rules form, and browsing Linarc's project list in the *Import Selected* picker.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from linarc_client import LinarcClient, LinarcError, ProjectPage
+
+from integrations.models import Company, LinarcConnection
+
+# Inside a request: answer within a few seconds, or say Linarc is not reachable.
+INTERACTIVE_TIMEOUT_SECONDS = 5.0
+PICKER_PAGE_SIZE = 25
+
+
+class LinarcNotConfigured(Exception):
+    """The company has no Linarc connection (or no API key) yet."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "Linarc is not connected yet: a Company Administrator can enter the base URL "
+            "and API key under ERP Integration → Sync rules."
+        )
+
+
+@dataclass(frozen=True)
+class ConnectionCheck:
+    ok: bool
+    message: str
+
+
+def linarc_connection_get(*, company: Company) -> LinarcConnection:
+    connection = LinarcConnection.objects.filter(company=company).first()
+    if connection is None or not connection.base_url or not connection.api_key:
+        raise LinarcNotConfigured()
+    return connection
+
+
+def linarc_client_for(
+    *, company: Company, timeout: float = 10.0, max_retries: int = 4
+) -> LinarcClient:
+    """A client for the company's stored connection (raises :class:`LinarcNotConfigured`)."""
+    connection = linarc_connection_get(company=company)
+    return LinarcClient(
+        connection.base_url, connection.api_key, timeout=timeout, max_retries=max_retries
+    )
+
+
+def linarc_connection_test(*, company: Company, base_url: str, api_key: str) -> ConnectionCheck:
+    """Run ``check_connection`` against the values typed in the form.
+
+    A blank ``api_key`` means "the stored one" (the form never shows the stored key back).
+    """
+    if not api_key:
+        stored = LinarcConnection.objects.filter(company=company).first()
+        api_key = stored.api_key if stored else ""
+    if not api_key:
+        return ConnectionCheck(False, "Enter the API key to test the connection.")
+    client = LinarcClient(base_url, api_key, timeout=INTERACTIVE_TIMEOUT_SECONDS, max_retries=0)
+    try:
+        client.check_connection()
+    except LinarcError as exc:
+        return ConnectionCheck(False, f"Connection failed: {exc.reason}.")
+    finally:
+        client.close()
+    return ConnectionCheck(True, "Connected: Linarc accepted the API key.")
+
+
+def linarc_projects_browse(
+    *, company: Company, page: int = 1, search: str = "", page_size: int = PICKER_PAGE_SIZE
+) -> ProjectPage:
+    """One page of Linarc's project list for the *Import Selected* picker.
+
+    Raises :class:`LinarcNotConfigured` or a :class:`linarc_client.LinarcError` whose
+    ``reason`` the view shows as is.
+    """
+    with linarc_client_for(
+        company=company, timeout=INTERACTIVE_TIMEOUT_SECONDS, max_retries=0
+    ) as client:
+        return client.list_page(max(1, page), page_size=page_size, search=search or None)

@@ -92,7 +92,7 @@ def test_claim_is_exclusive_while_the_lease_holds(
             company=personas.company, projects=StagedProject.objects.all(), actor=None
         )
     ids = [rows["needs_sync"].pk, rows["failed"].pk]
-    lease, claimed = projects_claim(project_ids=ids)
+    _lease, claimed = projects_claim(project_ids=ids)
     assert len(claimed) == 2
     _, again = projects_claim(project_ids=ids)
     assert again == []  # a re-delivered task finds the rows held and does nothing

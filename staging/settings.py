@@ -7,6 +7,7 @@ broker and the local emulators, so `make run` needs no server.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import dj_database_url
@@ -102,7 +103,8 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     }
     DATABASES["default"]["CONN_MAX_AGE"] = 0
     # A file, not :memory:, so worker processes started by tests see the test database.
-    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test-staging.sqlite3")}
+    # One file per test session, so parallel sessions never share (and delete) one.
+    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / f"test-staging-{os.getpid()}.sqlite3")}
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

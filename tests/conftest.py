@@ -12,7 +12,12 @@ from django.test import Client
 from integrations.models import Company, Role
 from tests.factories import PASSWORD, CompanyFactory, MembershipFactory, UserFactory
 
-pytest_plugins = ["tests.fixtures.workers", "tests.fixtures.browser"]
+pytest_plugins = [
+    "tests.fixtures.workers",
+    "tests.fixtures.browser",
+    "tests.fixtures.qbo",
+    "tests.fixtures.linarc",
+]
 
 
 # --- No network beyond loopback -----------------------------------------------------------

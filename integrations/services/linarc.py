@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from linarc_client import LinarcClient, LinarcError, ProjectPage
+from django.conf import settings
 
 from integrations.models import Company, LinarcConnection
+from linarc_client import LinarcClient, LinarcError, ProjectPage
 
 # Inside a request: answer within a few seconds, or say Linarc is not reachable.
 INTERACTIVE_TIMEOUT_SECONDS = 5.0
@@ -43,12 +44,22 @@ def linarc_connection_get(*, company: Company) -> LinarcConnection:
 
 
 def linarc_client_for(
-    *, company: Company, timeout: float = 10.0, max_retries: int = 4
+    *, company: Company, timeout: float | None = None, max_retries: int | None = None
 ) -> LinarcClient:
-    """A client for the company's stored connection (raises :class:`LinarcNotConfigured`)."""
+    """A client for the company's stored connection (raises :class:`LinarcNotConfigured`).
+
+    Defaults come from the optional settings ``LINARC_TIMEOUT_SECONDS``,
+    ``LINARC_MAX_RETRIES`` and ``LINARC_BACKOFF_SECONDS`` (tests shorten the backoff).
+    """
     connection = linarc_connection_get(company=company)
     return LinarcClient(
-        connection.base_url, connection.api_key, timeout=timeout, max_retries=max_retries
+        connection.base_url,
+        connection.api_key,
+        timeout=timeout if timeout is not None else getattr(settings, "LINARC_TIMEOUT_SECONDS", 10),
+        max_retries=(
+            max_retries if max_retries is not None else getattr(settings, "LINARC_MAX_RETRIES", 4)
+        ),
+        backoff_base=getattr(settings, "LINARC_BACKOFF_SECONDS", 0.5),
     )
 
 

@@ -115,16 +115,18 @@ def customers_refresh_start(*, company: Company, actor: Any) -> Run:
 
 def qbo_customers_refresh(*, run_id: int) -> None:
     """Page every QBO customer (inactive included) into the local cache, with progress."""
-    run = Run.objects.select_related("company").get(pk=run_id)
-    if run.state != RunState.PENDING:
+    claimed = Run.objects.filter(pk=run_id, state=RunState.PENDING).update(
+        state=RunState.RUNNING, started_at=timezone.now()
+    )
+    if not claimed:
         return  # re-delivered: the first delivery did (or is doing) the work
-    Run.objects.filter(pk=run.pk).update(state=RunState.RUNNING, started_at=timezone.now())
+    run = Run.objects.select_related("company").get(pk=run_id)
     company = run.company
     seen: set[str] = set()
     try:
         with qbo_client_for(company=company) as client:
             total = client.query("SELECT COUNT(*) FROM Customer WHERE Active IN (true, false)")
-            count = int((total.get("QueryResponse") or {}).get("totalCount", 0))
+            count = int(total.get("totalCount", 0))
             Run.objects.filter(pk=run.pk).update(total=count)
             for page in client.iter_all_customers(include_inactive=True):
                 now = timezone.now()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import string
+from dataclasses import dataclass
 from typing import Any
 
 from django.db import transaction
@@ -28,6 +29,39 @@ MAX_PULL_MINUTES = 1440
 
 class SyncRulesError(ValueError):
     """A rule value that cannot be saved; the message is fit for the form."""
+
+
+@dataclass(frozen=True)
+class SyncRulesSettings:
+    """What the sync rules page shows: saved values (unsaved defaults on first visit)."""
+
+    connection: LinarcConnection | None
+    rules: SyncRules
+
+    @property
+    def has_api_key(self) -> bool:
+        return bool(self.connection and self.connection.api_key)
+
+    @property
+    def initial(self) -> dict[str, Any]:
+        return {
+            "base_url": self.connection.base_url if self.connection else "",
+            "auto_create": self.rules.auto_create,
+            "auto_update": self.rules.auto_update,
+            "pull_every_minutes": self.rules.pull_every_minutes,
+            "display_name_template": self.rules.display_name_template,
+        }
+
+
+def sync_rules_get(*, company: Company) -> SyncRulesSettings:
+    """The company's Linarc connection and rules, without writing anything."""
+    connection = LinarcConnection.objects.filter(company=company).first()
+    rules = (
+        SyncRules.objects.select_related("periodic_task", "periodic_task__interval")
+        .filter(company=company)
+        .first()
+    ) or SyncRules(company=company)
+    return SyncRulesSettings(connection=connection, rules=rules)
 
 
 def display_name_template_problem(template: str) -> str | None:
@@ -128,10 +162,9 @@ def sync_rules_update(
         raise SyncRulesError(
             f"Pull every must be between {MIN_PULL_MINUTES} and {MAX_PULL_MINUTES} minutes."
         )
-    connection = (
-        LinarcConnection.objects.select_for_update().filter(company=company).first()
-        or LinarcConnection(company=company)
-    )
+    connection = LinarcConnection.objects.select_for_update().filter(
+        company=company
+    ).first() or LinarcConnection(company=company)
     if not api_key and not connection.api_key:
         raise SyncRulesError("Enter the Linarc API key.")
     connection.base_url = base_url.strip()

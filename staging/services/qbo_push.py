@@ -27,7 +27,7 @@ from qbo_client.errors import (
 from qbo_client.names import escape_query_literal, normalize_for_compare
 from staging.models import StagedProject, SyncStatus
 from staging.services.qbo_payload import fields_hash, project_job_fields
-from staging.services.sync import Outcome, project_record_outcome
+from staging.services.sync import BATCH_SIZE, Outcome, project_record_outcome
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +102,7 @@ def _lookup_names(client: QboClient, names: list[str]) -> dict[str, list[QboCust
     statement = f"SELECT * FROM Customer WHERE DisplayName IN ({literals}) "  # noqa: S608
     response = client.query(statement + "AND Active IN (true, false) MAXRESULTS 1000")
     found: dict[str, list[QboCustomerData]] = {}
-    for entity in (response.get("QueryResponse") or {}).get("Customer", []):
+    for entity in response.get("Customer", []):
         customer = QboCustomerData.from_json(entity)
         found.setdefault(normalize_for_compare(customer.display_name), []).append(customer)
     return found
@@ -135,8 +135,23 @@ def projects_push(*, lease: uuid.UUID, projects: list[StagedProject]) -> None:
                 project=project, lease=lease, outcome=Outcome(SyncStatus.FAILED, reason=reason)
             )
         return
+    transient: list[int] = []
+    last_error: QboError | None = None
     with client:
-        _push_with(client, lease=lease, projects=projects, exchanges=exchanges)
+        for start in range(0, len(projects), BATCH_SIZE):
+            try:
+                _push_with(
+                    client,
+                    lease=lease,
+                    projects=projects[start : start + BATCH_SIZE],
+                    exchanges=exchanges,
+                )
+            except TransientPushError as exc:
+                transient.extend(exc.project_ids)
+                last_error = exc.error
+    if transient:
+        assert last_error is not None
+        raise TransientPushError(last_error, transient)
 
 
 def _push_with(

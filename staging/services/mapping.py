@@ -136,7 +136,7 @@ def project_manual_map(
 ) -> StagedProject:
     job = _sub_customer(company=company, qbo_customer_id=qbo_customer_id)
     project = (
-        StagedProject.objects.select_for_update()
+        StagedProject.objects.select_for_update(of=("self",))
         .select_related("qbo_customer")
         .get(pk=project_id, company=company)
     )

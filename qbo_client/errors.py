@@ -319,6 +319,11 @@ def classify(
         )
     if status is not None and status >= 500:
         return TransientError(f"QuickBooks returned HTTP {status}; will retry", **common)
+    if status == 404 and fault is None:
+        # A wrong URL; Airbyte reads it as an unknown realmId (reference §4.4).
+        return PermanentError(
+            "QuickBooks company or endpoint not found (check the realm and base URL)", **common
+        )
     if fault is None and not body_is_json and status is not None:
         # An HTML page from a proxy or load balancer instead of a QBO fault (reference §4.3).
         return TransientError(f"Unexpected non-JSON reply from QuickBooks ({status})", **common)
@@ -348,10 +353,6 @@ def classify(
         return NeedsActionError("QuickBooks rejected the data sent (validation)", **common)
     if code in _PERMANENT_REASONS:
         return PermanentError(_PERMANENT_REASONS[code], **common)
-    if status == 404:
-        return PermanentError(
-            "QuickBooks company or endpoint not found (check the realm and base URL)", **common
-        )
     if code is not None:
         return PermanentError(f"QuickBooks error {code}", **common)
     return PermanentError(

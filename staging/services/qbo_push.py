@@ -14,8 +14,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from integrations.models import SyncRules
-from integrations.services.qbo import QboNotConnected, qbo_client_for
+from integrations.models import QboConnection, SyncRules
+from integrations.services.qbo import (
+    QboNotConnected,
+    connection_mark_needs_reconnect,
+    qbo_client_for,
+)
 from qbo_client.client import BatchItem, QboClient, QboCustomerData, RequestRecord
 from qbo_client.errors import (
     NeedsActionError,
@@ -191,6 +195,12 @@ def _push_with(
         works = [w for w in works if w.bid]  # rows flagged above have bid cleared
         _send(client, works, record)
     except ReconnectRequired as exc:
+        # A 401 right after a refresh, or 403/3100, does not pass through the token store:
+        # mark the connection here so the panel offers Reconnect (mappings are kept).
+        connection_mark_needs_reconnect(
+            connection_id=QboConnection.objects.get(company_id=projects[0].company_id).pk,
+            reason=f"Reconnect QuickBooks: {exc.reason}",
+        )
         for work in works:
             record(work.project, Outcome(SyncStatus.FAILED, reason=exc.reason, code=exc.code or ""))
     except TransientError as exc:

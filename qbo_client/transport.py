@@ -1,0 +1,45 @@
+"""requests plumbing shared by the OAuth and API sides."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import requests
+from requests.adapters import HTTPAdapter
+
+
+class TimeoutHTTPAdapter(HTTPAdapter):
+    """Applies a default timeout to every request of the session it is mounted on.
+
+    Neither python-quickbooks nor intuit-oauth ever passes ``timeout=`` (reference §11, §12),
+    so without this a stalled connection would hang a worker forever.
+    """
+
+    def __init__(self, timeout: float, **kwargs: Any) -> None:
+        self.timeout = timeout
+        super().__init__(**kwargs)
+
+    def send(
+        self,
+        request: requests.PreparedRequest,
+        stream: bool = False,
+        timeout: float | tuple[float, float] | tuple[float, None] | None = None,
+        verify: bool | str = True,
+        cert: bytes | str | tuple[bytes | str, bytes | str] | None = None,
+        proxies: Mapping[str, str] | None = None,
+    ) -> requests.Response:
+        return super().send(
+            request,
+            stream=stream,
+            timeout=self.timeout if timeout is None else timeout,
+            verify=verify,
+            cert=cert,
+            proxies=proxies,
+        )
+
+
+def mount_timeouts(session: requests.Session, timeout: float) -> None:
+    adapter = TimeoutHTTPAdapter(timeout)
+    session.mount("https://", adapter)
+    session.mount("http://", adapter)

@@ -1,0 +1,233 @@
+"""The per-realm limiter on Redis (shared by processes) and in memory (reference §5)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+import pytest
+
+from qbo_client.errors import ThrottledError, TransientError
+from qbo_client.ratelimit import NullRateLimiter, RealmRateLimiter
+
+REALM = "9130357712345678"
+
+
+@pytest.fixture(params=["memory", "redis"])
+def make_limiter(request: pytest.FixtureRequest) -> Callable[..., RealmRateLimiter]:
+    """Builds limiters; on Redis, every limiter built in one test shares the same keys, like
+    worker processes on different machines."""
+    if request.param == "memory":
+        shared: dict[str, RealmRateLimiter] = {}
+        lock = threading.Lock()
+
+        def build_memory(**kwargs: object) -> RealmRateLimiter:
+            # One process: the in-memory limiter is shared, so hand out the same object.
+            with lock:
+                if "limiter" not in shared:
+                    shared["limiter"] = RealmRateLimiter.from_url(None, **kwargs)
+                return shared["limiter"]
+
+        return build_memory
+    url = request.getfixturevalue("redis_url")
+    prefix = request.getfixturevalue("redis_prefix")
+
+    def build_redis(**kwargs: object) -> RealmRateLimiter:
+        return RealmRateLimiter.from_url(url, key_prefix=prefix, **kwargs)
+
+    return build_redis
+
+
+def hammer(
+    limiter_for: Callable[[int], RealmRateLimiter],
+    *,
+    threads: int,
+    per_thread: int,
+    hold: float = 0.0,
+    batch: bool = False,
+    realm: str = REALM,
+) -> tuple[list[float], int]:
+    """``threads`` workers each acquire ``per_thread`` slots; returns the start times and the
+    highest number of slots held at once."""
+    starts: list[float] = []
+    lock = threading.Lock()
+    active = 0
+    peak = 0
+
+    def worker(index: int) -> None:
+        nonlocal active, peak
+        limiter = limiter_for(index)
+        for _ in range(per_thread):
+            with limiter.acquire(realm, batch=batch):
+                with lock:
+                    starts.append(time.monotonic())
+                    active += 1
+                    peak = max(peak, active)
+                if hold:
+                    time.sleep(hold)
+                with lock:
+                    active -= 1
+
+    pool = [threading.Thread(target=worker, args=(i,)) for i in range(threads)]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join(timeout=30)
+    assert not any(t.is_alive() for t in pool)
+    return sorted(starts), peak
+
+
+def max_in_any_window(starts: list[float], length: float) -> int:
+    best = 0
+    j = 0
+    for i, t in enumerate(starts):
+        while starts[j] <= t - length:
+            j += 1
+        best = max(best, i - j + 1)
+    return best
+
+
+def test_margin_and_compression_set_the_budget() -> None:
+    limiter = RealmRateLimiter.from_url(None)
+    assert limiter.limits.requests_per_window == 475
+    assert limiter.limits.requests_per_second == 9
+    assert limiter.limits.batch_per_window == 38
+    assert limiter.limits.max_in_flight == 9
+    assert limiter.default_pause_seconds == 60
+    assert limiter.limits.second_seconds == pytest.approx(1.05)  # 50 ms jitter allowance
+    fast = RealmRateLimiter.from_url(None, window_seconds=6, margin=1.0, jitter_seconds=0)
+    assert fast.limits.second_seconds == pytest.approx(0.1)
+    assert fast.limits.window_seconds == pytest.approx(6)
+    assert fast.limits.requests_per_second == 10
+    assert fast.default_pause_seconds == pytest.approx(6)
+
+
+def test_per_second_window_holds_under_concurrency(make_limiter) -> None:
+    # window 6 s → "one second" is 0.1 s; 9 per 0.1 s after the margin.
+    starts, _ = hammer(lambda i: make_limiter(window_seconds=6), threads=8, per_thread=6)
+    assert len(starts) == 48
+    # 48 requests at 9 per 0.1 s cannot finish in under 0.5 s.
+    assert starts[-1] - starts[0] >= 0.45
+    # Measured after acquire returns, so allow a little scheduling slack on the window.
+    assert max_in_any_window(starts, 0.09) <= 9
+
+
+def test_request_window_holds(make_limiter) -> None:
+    build = lambda i: make_limiter(  # noqa: E731
+        window_seconds=0.8, requests_per_minute=12, requests_per_second=100, margin=1.0
+    )
+    starts, _ = hammer(build, threads=4, per_thread=4)
+    assert len(starts) == 16
+    assert max_in_any_window(starts, 0.75) <= 12
+    assert starts[-1] - starts[0] >= 0.75  # the 13th had to wait for the window
+
+
+def test_batch_window_applies_only_to_batch_requests(make_limiter) -> None:
+    build = lambda i: make_limiter(  # noqa: E731
+        window_seconds=0.6, batch_requests_per_minute=3, requests_per_second=100, margin=1.0
+    )
+    began = time.monotonic()
+    plain, _ = hammer(build, threads=3, per_thread=3)
+    assert plain[-1] - began < 0.3  # 9 plain requests: no batch limit applies
+    starts, _ = hammer(build, threads=2, per_thread=2, batch=True, realm="other-realm")
+    assert max_in_any_window(starts, 0.55) <= 3
+    assert starts[-1] - starts[0] >= 0.55
+
+
+def test_in_flight_cap(make_limiter) -> None:
+    build = lambda i: make_limiter(max_in_flight=3, requests_per_second=100, margin=1.0)  # noqa: E731
+    starts, peak = hammer(build, threads=8, per_thread=2, hold=0.05)
+    assert len(starts) == 16
+    assert peak == 3
+
+
+def test_pause_blocks_every_limiter_for_that_realm_only(make_limiter) -> None:
+    first = make_limiter(window_seconds=60)
+    second = make_limiter(window_seconds=60)
+    first.pause(REALM, 0.4)
+    began = time.monotonic()
+    with second.acquire("another-realm"):
+        assert time.monotonic() - began < 0.2
+    with second.acquire(REALM):
+        waited = time.monotonic() - began
+    assert 0.35 <= waited < 1.5
+
+
+def test_pause_is_extended_never_shortened(make_limiter) -> None:
+    limiter = make_limiter(window_seconds=60)
+    limiter.pause(REALM, 0.5)
+    limiter.pause(REALM, 0.05)
+    assert limiter.pause_remaining(REALM) > 0.3
+
+
+def test_default_pause_scales_with_window(make_limiter) -> None:
+    limiter = make_limiter(window_seconds=0.6)
+    limiter.pause(REALM)  # default: 60 s scaled by 0.6/60
+    remaining = limiter.pause_remaining(REALM)
+    assert 0.3 < remaining <= 0.6
+
+
+def test_waiting_too_long_raises_throttled(make_limiter) -> None:
+    limiter = make_limiter(window_seconds=60, max_wait_seconds=0.2)
+    limiter.pause(REALM, 5)
+    began = time.monotonic()
+    with pytest.raises(ThrottledError), limiter.acquire(REALM):
+        pass
+    assert time.monotonic() - began < 1
+
+
+def test_slots_are_shared_between_processes_on_redis(redis_url: str, redis_prefix: str) -> None:
+    # Separate limiter objects stand in for separate worker processes.
+    _, peak = hammer(
+        lambda i: RealmRateLimiter.from_url(
+            redis_url,
+            key_prefix=redis_prefix,
+            max_in_flight=2,
+            requests_per_second=100,
+            margin=1.0,
+        ),
+        threads=6,
+        per_thread=2,
+        hold=0.05,
+    )
+    assert peak == 2
+
+
+def test_killed_worker_slot_expires_with_its_lease(redis_url: str, redis_prefix: str) -> None:
+    dead = RealmRateLimiter.from_url(
+        redis_url, key_prefix=redis_prefix, max_in_flight=1, lease_seconds=0.4, margin=1.0
+    )
+    slot = dead.acquire(REALM)
+    slot.__enter__()  # the worker dies here: never exits the block
+    assert dead.in_flight(REALM) == 1
+    alive = RealmRateLimiter.from_url(
+        redis_url, key_prefix=redis_prefix, max_in_flight=1, lease_seconds=0.4, margin=1.0
+    )
+    began = time.monotonic()
+    with alive.acquire(REALM):
+        waited = time.monotonic() - began
+    assert 0.3 <= waited < 2
+    assert alive.in_flight(REALM) == 0
+
+
+def test_slot_released_when_the_block_raises(make_limiter) -> None:
+    limiter = make_limiter(max_in_flight=1, margin=1.0)
+    with pytest.raises(RuntimeError), limiter.acquire(REALM):
+        raise RuntimeError("boom")
+    assert limiter.in_flight(REALM) == 0
+
+
+def test_redis_down_is_transient() -> None:
+    with pytest.raises(TransientError):
+        RealmRateLimiter.from_url("redis://127.0.0.1:1/15").pause(REALM, 1)
+
+
+def test_null_limiter_never_blocks() -> None:
+    limiter = NullRateLimiter()
+    limiter.pause(REALM, 100)
+    began = time.monotonic()
+    for _ in range(100):
+        with limiter.acquire(REALM, batch=True):
+            pass
+    assert time.monotonic() - began < 0.1

@@ -147,3 +147,23 @@ class QboCustomer(models.Model):
 
     def __str__(self) -> str:
         return self.display_name
+
+
+class WebhookEvent(models.Model):
+    """One QBO webhook notification, stored once (redeliveries are recognised by key)."""
+
+    dedupe_key = models.CharField(max_length=300, unique=True)
+    realm_id = models.CharField(max_length=32)
+    entity = models.CharField(max_length=40)
+    entity_id = models.CharField(max_length=32)
+    operation = models.CharField(max_length=20)
+    payload = models.JSONField(default=dict)
+    received_at = models.DateTimeField(default=timezone.now)
+    processed_at = models.DateTimeField(null=True, blank=True)
+    outcome = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-received_at"]
+
+    def __str__(self) -> str:
+        return f"{self.entity} {self.entity_id} {self.operation} ({self.realm_id})"

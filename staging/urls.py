@@ -8,6 +8,7 @@ from django.views.generic import RedirectView
 
 from integrations import urls as integration_urls
 from integrations import views as integration_views
+from integrations import webhook_views
 from staging import urls_imports, urls_projects, views
 
 
@@ -30,6 +31,7 @@ urlpatterns = [
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("company/switch/", integration_views.switch_company, name="switch_company"),
+    path("webhooks/qbo/", webhook_views.qbo_webhook, name="qbo_webhook"),
     path("portfolio/", include((portfolio_patterns, "portfolio"))),
     path("admin/", admin.site.urls),
 ]

@@ -28,6 +28,8 @@ URL_POLICY: dict[str, Policy] = {
     "login": Policy(role=None),
     "logout": Policy(method="post", role=None),
     "switch_company": Policy(method="post", role=Role.VIEWER),
+    # No login: authenticated by the intuit-signature HMAC (tests/integrations/test_webhooks.py)
+    "qbo_webhook": Policy(method="post", role=None),
     "portfolio:home": Policy(),
     "portfolio:integration": Policy(),
     "portfolio:erp": Policy(),
@@ -57,6 +59,7 @@ OBJECT_BUILDERS: dict[str, Callable[[Any], dict[str, Any]]] = {
     "refresh_run": lambda company: {
         "pk": Run.objects.create(company=company, kind=RunKind.REFRESH_CUSTOMERS).pk
     },
+    "run": lambda company: {"pk": Run.objects.create(company=company, kind=RunKind.IMPORT_ALL).pk},
 }
 
 

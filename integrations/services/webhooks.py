@@ -1,0 +1,200 @@
+"""QBO webhooks: verify, store once, answer fast; the work happens in a Celery task.
+
+Intuit signs the raw body with the app's verifier token (HMAC-SHA256, base64) in the
+`intuit-signature` header, expects a 200 within 3 s, retries deliveries, and is moving from
+the legacy `eventNotifications` payload to CloudEvents (reference §10). Both are accepted.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from integrations.models import QboConnection, QboCustomer, WebhookEvent
+from integrations.services.qbo import qbo_client_for
+from qbo_client.errors import NotFoundError, QboError
+from staging.models import EventKind, StagedProject, SyncStatus
+from staging.services.events import events_record_bulk
+
+_CLOUD_OPERATIONS = {
+    "created": "Create",
+    "updated": "Update",
+    "deleted": "Delete",
+    "merged": "Merge",
+    "voided": "Void",
+}
+
+
+class InvalidWebhook(Exception):
+    """Bad signature or unreadable payload (answered with 401 / 400)."""
+
+
+@dataclass(frozen=True)
+class Notification:
+    dedupe_key: str
+    realm_id: str
+    entity: str
+    entity_id: str
+    operation: str
+    raw: dict[str, Any]
+
+
+def signature_valid(*, body: bytes, signature: str, verifier_token: str) -> bool:
+    expected = base64.b64encode(
+        hmac.new(verifier_token.encode(), body, hashlib.sha256).digest()
+    ).decode()
+    return hmac.compare_digest(expected, signature.strip())
+
+
+def parse_notifications(body: bytes) -> list[Notification]:
+    try:
+        payload = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InvalidWebhook("The webhook body is not JSON.") from exc
+    notes: list[Notification] = []
+    if isinstance(payload, list):  # CloudEvents
+        for event in payload:
+            if not isinstance(event, dict):
+                continue
+            parts = str(event.get("type", "")).split(".")  # qbo.customer.updated.v1
+            if len(parts) < 3:
+                continue
+            notes.append(
+                Notification(
+                    dedupe_key=f"ce:{event.get('id')}",
+                    realm_id=str(event.get("intuitaccountid", "")),
+                    entity=parts[1].capitalize(),
+                    entity_id=str(event.get("intuitentityid", "")),
+                    operation=_CLOUD_OPERATIONS.get(parts[2], parts[2].capitalize()),
+                    raw=event,
+                )
+            )
+    elif isinstance(payload, dict):  # legacy eventNotifications
+        for notification in payload.get("eventNotifications", []) or []:
+            realm_id = str(notification.get("realmId", ""))
+            entities = (notification.get("dataChangeEvent") or {}).get("entities", []) or []
+            for entity in entities:
+                key = ":".join(
+                    str(entity.get(k, "")) for k in ("name", "id", "operation", "lastUpdated")
+                )
+                notes.append(
+                    Notification(
+                        dedupe_key=f"legacy:{realm_id}:{key}",
+                        realm_id=realm_id,
+                        entity=str(entity.get("name", "")),
+                        entity_id=str(entity.get("id", "")),
+                        operation=str(entity.get("operation", "")),
+                        raw=entity,
+                    )
+                )
+    else:
+        raise InvalidWebhook("The webhook payload has an unknown shape.")
+    return [n for n in notes if n.realm_id and n.entity_id]
+
+
+def webhook_receive(*, body: bytes, signature: str, verifier_token: str) -> list[int]:
+    """Verify and store; returns the ids of new events (redeliveries are skipped)."""
+    if not verifier_token or not signature_valid(
+        body=body, signature=signature, verifier_token=verifier_token
+    ):
+        raise InvalidWebhook("The intuit-signature header does not match.")
+    from integrations.tasks import process_qbo_webhook
+
+    new_ids: list[int] = []
+    for note in parse_notifications(body):
+        if note.entity != "Customer":
+            continue
+        try:
+            with transaction.atomic():
+                event = WebhookEvent.objects.create(
+                    dedupe_key=note.dedupe_key[:300],
+                    realm_id=note.realm_id,
+                    entity=note.entity,
+                    entity_id=note.entity_id,
+                    operation=note.operation,
+                    payload=note.raw,
+                )
+        except IntegrityError:
+            continue  # a redelivery of an event we already have
+        new_ids.append(event.pk)
+        transaction.on_commit(partial(process_qbo_webhook.delay, event_id=event.pk))
+    return new_ids
+
+
+def webhook_process(*, event_id: int) -> None:
+    """Refresh the cached customer; flag projects whose customer or job went away."""
+    event = WebhookEvent.objects.get(pk=event_id)
+    if event.processed_at is not None:
+        return
+    connection = QboConnection.objects.filter(realm_id=event.realm_id).select_related("company")
+    outcome = "No company is connected to this QuickBooks company."
+    for conn in connection:
+        outcome = _apply(conn, event)
+    WebhookEvent.objects.filter(pk=event.pk).update(processed_at=timezone.now(), outcome=outcome)
+
+
+def _apply(connection: QboConnection, event: WebhookEvent) -> str:
+    company = connection.company
+    gone = event.operation in ("Delete", "Merge")
+    if not gone:
+        try:
+            with qbo_client_for(company=company) as client:
+                customer = client.get_customer(event.entity_id)
+        except NotFoundError:
+            gone = True
+        except QboError as exc:
+            return f"Could not read the customer: {exc.reason}"
+        else:
+            QboCustomer.objects.update_or_create(
+                company=company,
+                qbo_id=customer.id,
+                defaults={
+                    "display_name": customer.display_name,
+                    "search_name": customer.display_name.casefold(),
+                    "fully_qualified_name": customer.fully_qualified_name,
+                    "parent_qbo_id": customer.parent_id or "",
+                    "is_job": customer.is_job,
+                    "active": customer.active,
+                    "sync_token": customer.sync_token,
+                    "deleted_in_qbo": False,
+                    "refreshed_at": timezone.now(),
+                },
+            )
+            gone = not customer.active
+    if not gone:
+        return "Customer cache refreshed."
+    QboCustomer.objects.filter(company=company, qbo_id=event.entity_id).update(
+        deleted_in_qbo=True, active=False
+    )
+    verb = {"Merge": "merged into another customer", "Delete": "deleted"}.get(
+        event.operation, "made inactive"
+    )
+    affected = StagedProject.objects.filter(company=company).exclude(
+        status=SyncStatus.QUEUED
+    ).filter(qbo_customer__qbo_id=event.entity_id) | StagedProject.objects.filter(
+        company=company, qbo_record_id=event.entity_id
+    ).exclude(status=SyncStatus.QUEUED)
+    projects = list(affected.only("pk", "company_id"))
+    reason = (
+        f"QBO customer {event.entity_id} was {verb} in QuickBooks. Link the project to an "
+        "existing record with Manual Mapping, or restore the customer in QuickBooks."
+    )
+    with transaction.atomic():
+        StagedProject.objects.filter(pk__in=[p.pk for p in projects]).update(
+            status=SyncStatus.NEEDS_ACTION, status_reason=reason, updated_at=timezone.now()
+        )
+        events_record_bulk(
+            projects=projects,
+            kind=EventKind.NEEDS_ACTION,
+            summary=reason,
+            details={"webhook_event": event.pk},
+        )
+    return f"Flagged {len(projects)} project(s)."

@@ -70,3 +70,27 @@ def test_production_requires_real_secrets() -> None:
 def test_embedded_default_starts() -> None:
     result = _start_django({})
     assert result.returncode == 0, result.stderr
+
+
+def test_production_settings_pass_check_deploy() -> None:
+    from cryptography.fernet import Fernet
+
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+        cwd=ROOT,
+        env={
+            "PATH": "/usr/bin:/bin",
+            "STAGING_VAR_DIR": str(ROOT / "var"),
+            "DEBUG": "0",
+            "SECRET_KEY": "x7!" + "kq2-9vZ_mR4tLw8Bn3Yc6Hd1Jf5Gs0Pa" * 2,
+            "FIELD_ENCRYPTION_KEY": Fernet.generate_key().decode(),
+            "ALLOWED_HOSTS": "staging.example.com",
+            "QBO_CLIENT_ID": "prod-id",
+            "QBO_CLIENT_SECRET": "prod-secret",
+            "QBO_ENVIRONMENT": "production",
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr

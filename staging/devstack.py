@@ -96,6 +96,10 @@ def main() -> int:
     var_dir = Path(os.environ.get("STAGING_VAR_DIR", ROOT / "var"))
     var_dir.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "OAUTHLIB_INSECURE_TRANSPORT": "1"}
+    # The emulator sends the browser back to this server after "Connect to QuickBooks".
+    env.setdefault(
+        "QBO_REDIRECT_URI", f"http://127.0.0.1:{web_port}/portfolio/integration/erp/qbo/callback/"
+    )
     processes: list[tuple[str, subprocess.Popen[bytes]]] = []
     stopping = False
 

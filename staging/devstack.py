@@ -6,6 +6,7 @@ go, and stops everything it started on Ctrl-C (or SIGTERM).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -129,14 +130,17 @@ def main() -> int:
                 stopping, exit_code = True, 1
                 break
         time.sleep(0.5)
+    # Ask each main process to stop (Celery then stops its own pool), then clean up its group.
     for _, process in processes:
         if process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)
-    deadline = time.monotonic() + 10
+            process.terminate()
+    deadline = time.monotonic() + 15
     for _, process in processes:
         try:
             process.wait(timeout=max(0.1, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
+            pass
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)
     print("Stopped.", flush=True)
     return exit_code

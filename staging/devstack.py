@@ -136,10 +136,8 @@ def main() -> int:
             process.terminate()
     deadline = time.monotonic() + 15
     for _, process in processes:
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             process.wait(timeout=max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            pass
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)
     print("Stopped.", flush=True)

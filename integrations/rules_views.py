@@ -1,14 +1,102 @@
-"""Sync rules: the Linarc connection, Auto-Create / Auto-Update, schedule, naming rule."""
+"""Sync rules: the Linarc connection, Auto-Create / Auto-Update, schedule, naming rule.
+
+Company Administrator only. *Test connection* is one of the two Linarc reads made inside a
+request (the other is the Import Selected picker): a short timeout, no retries, and the
+result shown inline.
+"""
 
 from __future__ import annotations
 
-from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
+from typing import Any
 
+from django.contrib import messages
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.utils.cache import patch_vary_headers
+from django.views.decorators.http import require_http_methods, require_POST
+
+from integrations.forms import LinarcConnectionForm, SyncRulesForm
 from integrations.models import Role
-from integrations.tenancy import company_required
+from integrations.services.linarc import linarc_connection_test
+from integrations.services.rules import SyncRulesError, sync_rules_get, sync_rules_update
+from integrations.tenancy import company_required, current_company
+
+TEMPLATE = "integration/sync_rules.html"
+
+
+def _context(request: HttpRequest, form: SyncRulesForm, **extra: Any) -> dict[str, Any]:
+    settings = sync_rules_get(company=current_company(request))
+    return {"erp_tab": "rules", "form": form, "settings": settings, **extra}
+
+
+def _render(
+    request: HttpRequest, form: SyncRulesForm, *, status: int = 200, **extra: Any
+) -> HttpResponse:
+    template = f"{TEMPLATE}#rules-form" if getattr(request, "htmx", False) else TEMPLATE
+    response = render(request, template, _context(request, form, **extra), status=status)
+    patch_vary_headers(response, ["HX-Request"])
+    return response
 
 
 @company_required(Role.ADMIN)
+@require_http_methods(["GET", "POST"])
 def sync_rules(request: HttpRequest) -> HttpResponse:
-    return render(request, "integration/sync_rules.html", {"erp_tab": "rules"})
+    company = current_company(request)
+    current = sync_rules_get(company=company)
+    if request.method == "GET":
+        form = SyncRulesForm(initial=current.initial, has_stored_key=current.has_api_key)
+        return _render(request, form)
+    form = SyncRulesForm(request.POST, has_stored_key=current.has_api_key)
+    if not form.is_valid():
+        return _render(request, form, status=422)
+    data = form.cleaned_data
+    try:
+        sync_rules_update(
+            company=company,
+            base_url=data["base_url"],
+            api_key=data["api_key"] or None,
+            auto_create=data["auto_create"],
+            auto_update=data["auto_update"],
+            pull_every_minutes=data["pull_every_minutes"],
+            display_name_template=data["display_name_template"],
+            actor=request.user,
+        )
+    except SyncRulesError as exc:
+        form.add_error(None, str(exc))
+        return _render(request, form, status=422)
+    if not getattr(request, "htmx", False):
+        messages.success(request, "Sync rules saved.")
+        return redirect("portfolio:sync_rules")
+    saved = sync_rules_get(company=company)
+    fresh = SyncRulesForm(initial=saved.initial, has_stored_key=saved.has_api_key)
+    return _render(request, fresh, saved=True)
+
+
+@company_required(Role.ADMIN)
+@require_POST
+def sync_rules_test(request: HttpRequest) -> HttpResponse:
+    """*Test connection* with the URL and key typed in the form (blank key: the stored one)."""
+    company = current_company(request)
+    current = sync_rules_get(company=company)
+    form = LinarcConnectionForm(request.POST, has_stored_key=current.has_api_key)
+    htmx = getattr(request, "htmx", False)
+    if not form.is_valid():
+        errors = "; ".join(str(e) for errors in form.errors.values() for e in errors)
+        check_context: dict[str, Any] = {"check_ok": False, "check_message": errors}
+        status = 422
+    else:
+        check = linarc_connection_test(
+            company=company,
+            base_url=form.cleaned_data["base_url"],
+            api_key=form.cleaned_data["api_key"],
+        )
+        check_context = {"check_ok": check.ok, "check_message": check.message}
+        status = 200
+    if htmx:
+        response = render(request, f"{TEMPLATE}#connection-test", check_context, status=status)
+    else:
+        # Without JavaScript: the whole page again, keeping what was typed.
+        rules_form = SyncRulesForm(request.POST, has_stored_key=current.has_api_key)
+        response = _render(request, rules_form, status=status, **check_context)
+    patch_vary_headers(response, ["HX-Request"])
+    return response

@@ -26,5 +26,6 @@ qbo_patterns: list[URLPattern] = [
 # Sync rules and the Linarc connection (owned by integrations/rules_views.py)
 rules_patterns: list[URLPattern] = [
     path("integration/erp/rules/", rules_views.sync_rules, name="sync_rules"),
+    path("integration/erp/rules/test/", rules_views.sync_rules_test, name="sync_rules_test"),
 ]
 urlpatterns: list[URLPattern] = [*qbo_patterns, *rules_patterns]

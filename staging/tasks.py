@@ -6,6 +6,7 @@ import socket
 
 from celery import shared_task
 
+import staging.import_tasks  # noqa: F401  (registers the import tasks with Celery)
 from staging import sync_tasks  # noqa: F401  (registers the sync tasks with Celery)
 from staging.services.workers import worker_heartbeat_record
 

@@ -44,6 +44,12 @@ def _no_internet() -> Iterator[None]:
     socket.socket.connect = _real_connect
 
 
+@pytest.fixture(autouse=True)
+def _fast_password_hashing(settings: Any) -> None:
+    # PBKDF2 is deliberately slow; tests log personas in hundreds of times.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
 # --- Personas -----------------------------------------------------------------------------
 @dataclass
 class Personas:

@@ -7,4 +7,5 @@ from tests.policy import Policy
 
 POLICY: dict[str, Policy] = {
     "portfolio:sync_rules": Policy(role=Role.ADMIN),
+    "portfolio:sync_rules_test": Policy(method="post", role=Role.ADMIN),
 }

@@ -47,6 +47,7 @@ def test_concurrent_clients_with_an_expired_token_refresh_once(
     after = QboConnection.objects.get(company=personas.company)
     assert after.status == QboConnectionStatus.CONNECTED
     assert after.refresh_token != before.refresh_token  # the rotated token was stored
+    assert after.access_expires_at is not None and before.access_expires_at is not None
     assert after.access_expires_at > before.access_expires_at
 
 

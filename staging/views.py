@@ -17,8 +17,3 @@ def portfolio_home(request: HttpRequest) -> HttpResponse:
 @company_required()
 def integration_home(request: HttpRequest) -> HttpResponse:
     return redirect("portfolio:projects")
-
-
-@company_required()
-def projects_tab(request: HttpRequest) -> HttpResponse:
-    return render(request, "staging/projects.html", {"erp_tab": "projects"})

@@ -1,0 +1,553 @@
+"""Read queries of the Projects tab, always scoped to a company.
+
+The list must stay fast with tens of thousands of staged rows, so every function here
+issues a fixed number of queries whatever the row count: the per-status counts come from
+one grouped query (which also gives the total the pager needs, so no separate COUNT), the
+page is sliced in SQL, and the customer of each row is joined, never fetched per row.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, timedelta
+from typing import Any
+
+from django.db.models import Case, Count, F, IntegerField, OrderBy, Q, QuerySet, Value, When
+from django.utils import timezone
+
+from integrations.models import Company, QboCustomer
+from staging.models import ChangeEvent, Run, RunKind, RunState, StagedProject, SyncStatus
+
+PAGE_SIZE = 50
+CUSTOMER_OPTIONS_LIMIT = 20
+MAX_SEARCH_LENGTH = 200
+# A selection posted as explicit ids is capped; "Select All" posts the filter instead.
+MAX_SELECTED_IDS = 5000
+_MAX_PK = 2**63 - 1
+
+# The status chips, in the order a row moves through them.
+STATUS_ORDER: tuple[SyncStatus, ...] = (
+    SyncStatus.NEEDS_ACTION,
+    SyncStatus.NEEDS_SYNC,
+    SyncStatus.QUEUED,
+    SyncStatus.SYNCED,
+    SyncStatus.FAILED,
+)
+
+
+def _status_rank() -> Case:
+    return Case(
+        *(When(status=s.value, then=Value(i)) for i, s in enumerate(STATUS_ORDER)),
+        default=Value(len(STATUS_ORDER)),
+        output_field=IntegerField(),
+    )
+
+
+# Sort keys the URL may carry → the columns they order by (the id breaks ties, so paging
+# is stable). Anything else falls back to the import order.
+SORT_COLUMNS: dict[str, tuple[str, ...]] = {
+    "serial": (),
+    "customer": ("qbo_customer__display_name",),
+    "name": ("name",),
+    "project_status": ("project_status",),
+    "start_date": ("start_date",),
+    "end_date": ("end_date",),
+    "status": ("status_rank",),
+}
+DEFAULT_SORT = "serial"
+
+
+@dataclass(frozen=True)
+class ProjectFilters:
+    """What the list shows: status chip, search text, sort and page, all from the URL."""
+
+    status: str = ""
+    q: str = ""
+    sort: str = DEFAULT_SORT
+    page: int = 1
+
+    @property
+    def sort_key(self) -> str:
+        return self.sort.removeprefix("-")
+
+    @property
+    def descending(self) -> bool:
+        return self.sort.startswith("-")
+
+    def as_params(self, **overrides: Any) -> dict[str, str]:
+        """Query-string values for links (empty values and defaults left out)."""
+        values: dict[str, Any] = {
+            "status": self.status,
+            "q": self.q,
+            "sort": self.sort,
+            "page": self.page,
+            **overrides,
+        }
+        params: dict[str, str] = {}
+        if values["status"]:
+            params["status"] = str(values["status"])
+        if values["q"]:
+            params["q"] = str(values["q"])
+        if values["sort"] and values["sort"] != DEFAULT_SORT:
+            params["sort"] = str(values["sort"])
+        if values["page"] and int(values["page"]) > 1:
+            params["page"] = str(values["page"])
+        return params
+
+
+def project_filters_from(params: Mapping[str, Any]) -> ProjectFilters:
+    """Read the list state from GET/POST values; anything unknown falls back to a default."""
+    status = str(params.get("status") or "")
+    if status not in SyncStatus.values:
+        status = ""
+    q = " ".join(str(params.get("q") or "").split())[:MAX_SEARCH_LENGTH]
+    sort = str(params.get("sort") or DEFAULT_SORT)
+    if sort.removeprefix("-") not in SORT_COLUMNS:
+        sort = DEFAULT_SORT
+    try:
+        page = int(str(params.get("page") or 1))
+    except ValueError:
+        page = 1
+    return ProjectFilters(status=status, q=q, sort=sort, page=max(1, min(page, 10**6)))
+
+
+def _search_q(text: str) -> Q:
+    return Q(name__icontains=text) | Q(number__icontains=text) | Q(client_name__icontains=text)
+
+
+def projects_matching(
+    *, company: Company, filters: ProjectFilters, with_status: bool = True
+) -> QuerySet[StagedProject]:
+    """The company's projects matching the search (and the status chip, unless told not to)."""
+    projects = StagedProject.objects.for_company(company)
+    if filters.q:
+        projects = projects.filter(_search_q(filters.q))
+    if with_status and filters.status:
+        projects = projects.filter(status=filters.status)
+    return projects
+
+
+@dataclass(frozen=True)
+class StatusCount:
+    status: str  # "" for All
+    label: str
+    count: int
+
+
+def project_status_counts(*, company: Company, filters: ProjectFilters) -> dict[str, int]:
+    """Rows per status for the current search, in ONE grouped query; "" holds the total."""
+    rows = (
+        projects_matching(company=company, filters=filters, with_status=False)
+        .order_by()
+        .values_list("status")
+        .annotate(n=Count("id"))
+    )
+    counts = {s.value: 0 for s in STATUS_ORDER}
+    for status, n in rows:
+        counts[status] = counts.get(status, 0) + n
+    counts[""] = sum(counts.values())
+    return counts
+
+
+def status_chips(counts: Mapping[str, int]) -> list[StatusCount]:
+    chips = [StatusCount("", "All", counts.get("", 0))]
+    chips.extend(StatusCount(s.value, s.label, counts.get(s.value, 0)) for s in STATUS_ORDER)
+    return chips
+
+
+def _ordering(filters: ProjectFilters) -> list[OrderBy]:
+    columns = SORT_COLUMNS[filters.sort_key]
+    desc = filters.descending
+    order: list[OrderBy] = [
+        F(c).desc(nulls_last=True) if desc else F(c).asc(nulls_last=True) for c in columns
+    ]
+    order.append(F("id").desc() if desc else F("id").asc())
+    return order
+
+
+@dataclass
+class PageLink:
+    number: int | None  # None = a gap ("…")
+    current: bool = False
+
+
+@dataclass
+class ProjectPage:
+    projects: list[StagedProject]
+    filters: ProjectFilters
+    counts: dict[str, int]
+    total: int  # rows matching search + status (across all pages)
+    number: int
+    num_pages: int
+    page_size: int = PAGE_SIZE
+    links: list[PageLink] = field(default_factory=list)
+
+    @property
+    def start_index(self) -> int:
+        return (self.number - 1) * self.page_size + 1 if self.total else 0
+
+    @property
+    def end_index(self) -> int:
+        return self.start_index + len(self.projects) - 1 if self.projects else 0
+
+    @property
+    def has_previous(self) -> bool:
+        return self.number > 1
+
+    @property
+    def has_next(self) -> bool:
+        return self.number < self.num_pages
+
+    @property
+    def has_queued(self) -> bool:
+        return any(p.status == SyncStatus.QUEUED for p in self.projects)
+
+    def rows(self) -> list[tuple[int, StagedProject]]:
+        """(serial number, project) pairs; the serial continues across pages."""
+        return [(self.start_index + i, p) for i, p in enumerate(self.projects)]
+
+
+def _page_links(number: int, num_pages: int, around: int = 2) -> list[PageLink]:
+    wanted = {1, num_pages, *range(number - around, number + around + 1)}
+    pages = sorted(p for p in wanted if 1 <= p <= num_pages)
+    links: list[PageLink] = []
+    previous = 0
+    for p in pages:
+        if p - previous > 1:
+            links.append(PageLink(None))
+        links.append(PageLink(p, current=p == number))
+        previous = p
+    return links
+
+
+def project_page(
+    *, company: Company, filters: ProjectFilters, page_size: int = PAGE_SIZE
+) -> ProjectPage:
+    """One page of the list: two queries (the counts, then the page) whatever the row count."""
+    counts = project_status_counts(company=company, filters=filters)
+    total = counts[filters.status] if filters.status else counts[""]
+    num_pages = max(1, math.ceil(total / page_size))
+    number = min(filters.page, num_pages)
+    projects = projects_matching(company=company, filters=filters).select_related("qbo_customer")
+    if filters.sort_key == "status":
+        projects = projects.annotate(status_rank=_status_rank())
+    offset = (number - 1) * page_size
+    rows = list(projects.order_by(*_ordering(filters))[offset : offset + page_size])
+    return ProjectPage(
+        projects=rows,
+        filters=filters,
+        counts=counts,
+        total=total,
+        number=number,
+        num_pages=num_pages,
+        page_size=page_size,
+        links=_page_links(number, num_pages),
+    )
+
+
+def parse_project_ids(values: Iterable[str]) -> list[int]:
+    """Ids from a posted selection ("1,2,3" or repeated fields). Junk is dropped, never a 500:
+    the caller still scopes them to the company, so a foreign id selects nothing."""
+    ids: list[int] = []
+    seen: set[int] = set()
+    for value in values:
+        for part in str(value).split(","):
+            part = part.strip()
+            # isascii: str.isdigit() accepts superscripts and other scripts' digits, which
+            # int() then refuses (a 500 from a tampered id).
+            if not (part.isascii() and part.isdigit()) or len(part) > 19:
+                continue
+            pk = int(part)
+            if 0 < pk <= _MAX_PK and pk not in seen:
+                seen.add(pk)
+                ids.append(pk)
+                if len(ids) >= MAX_SELECTED_IDS:
+                    return ids
+    return ids
+
+
+def projects_selected(
+    *, company: Company, ids: list[int], select_all: bool, filters: ProjectFilters
+) -> QuerySet[StagedProject]:
+    """The rows a bulk action applies to: every row matching the filter (Select All), or the
+    explicit ids that belong to this company."""
+    if select_all:
+        return projects_matching(company=company, filters=filters)
+    return StagedProject.objects.for_company(company).filter(pk__in=ids)
+
+
+def projects_by_ids(*, company: Company, ids: list[int]) -> list[StagedProject]:
+    return list(
+        StagedProject.objects.for_company(company)
+        .filter(pk__in=ids[: PAGE_SIZE * 4])
+        .select_related("qbo_customer")
+        .order_by("id")
+    )
+
+
+RECENT_RUN_WINDOW = timedelta(minutes=2)
+
+
+def latest_sync_run(*, company: Company) -> Run | None:
+    """The sync run to show a progress bar for: one still running, or one that finished a
+    moment ago (so the user sees it reach 100 %)."""
+    recent = timezone.now() - RECENT_RUN_WINDOW
+    return (
+        Run.objects.filter(company=company, kind=RunKind.SYNC)
+        .select_related("started_by")
+        .filter(Q(state__in=(RunState.PENDING, RunState.RUNNING)) | Q(finished_at__gte=recent))
+        .order_by("-created_at", "-id")
+        .first()
+    )
+
+
+# --- QBO customers (the mapping drop-downs) ----------------------------------------------
+
+
+def _customer_search(text: str) -> str:
+    # search_name is display_name.casefold() (written by the cache refresh).
+    return " ".join(text.split())[:MAX_SEARCH_LENGTH].casefold()
+
+
+def qbo_customer_options(
+    *, company: Company, q: str, limit: int = CUSTOMER_OPTIONS_LIMIT
+) -> list[QboCustomer]:
+    """Active top-level customers for the customer drop-down. The (company, is_job, active,
+    search_name) index serves both the filter and the order, so LIMIT stops early."""
+    customers = QboCustomer.objects.filter(
+        company=company, is_job=False, active=True, deleted_in_qbo=False
+    )
+    text = _customer_search(q)
+    if text:
+        customers = customers.filter(search_name__contains=text)
+    return list(customers.order_by("search_name", "id")[:limit])
+
+
+def qbo_job_options(
+    *, company: Company, project: StagedProject, q: str, limit: int = CUSTOMER_OPTIONS_LIMIT
+) -> list[QboCustomer]:
+    """QBO sub-customers for Manual Mapping: the jobs under the project's customer, or every
+    job when no customer is mapped yet."""
+    jobs = QboCustomer.objects.filter(company=company, is_job=True, deleted_in_qbo=False)
+    if project.qbo_customer is not None:
+        jobs = jobs.filter(parent_qbo_id=project.qbo_customer.qbo_id)
+    text = _customer_search(q)
+    if text:
+        jobs = jobs.filter(search_name__contains=text)
+    return list(jobs.order_by("search_name", "id")[:limit])
+
+
+def qbo_job_for_project(
+    *, company: Company, project: StagedProject, qbo_customer_id: int
+) -> QboCustomer | None:
+    jobs = QboCustomer.objects.filter(company=company, is_job=True, pk=qbo_customer_id)
+    if project.qbo_customer is not None:
+        jobs = jobs.filter(parent_qbo_id=project.qbo_customer.qbo_id)
+    return jobs.first()
+
+
+# --- Change History ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FieldChange:
+    field: str
+    old: str
+    new: str
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    event: ChangeEvent
+    changes: list[FieldChange]
+    qbo_id: str
+    code: str
+    intuit_tid: str
+
+    @property
+    def actor_name(self) -> str:
+        actor = self.event.actor
+        if actor is None:
+            return "System"
+        return actor.get_full_name() or actor.get_username()
+
+
+def _as_text(value: Any) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, str):
+        return value or "—"
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+def _field_changes(raw: Any) -> list[FieldChange]:
+    """details["changes"] as {field: {"old": a, "new": b}} or {field: [a, b]}."""
+    if not isinstance(raw, dict):
+        return []
+    changes: list[FieldChange] = []
+    for name, diff in raw.items():
+        if isinstance(diff, dict):
+            old, new = diff.get("old"), diff.get("new")
+        elif isinstance(diff, list | tuple) and len(diff) == 2:
+            old, new = diff
+        else:
+            old, new = None, diff
+        changes.append(FieldChange(str(name), _as_text(old), _as_text(new)))
+    return changes
+
+
+def _detail(details: dict[str, Any], *keys: str) -> str:
+    for key in keys:
+        value = details.get(key)
+        if value not in (None, ""):
+            return str(value)
+    return ""
+
+
+def project_history(*, project: StagedProject) -> list[HistoryEntry]:
+    """Every event of the row, newest first, with its field diffs and QBO identifiers."""
+    events = project.events.select_related("actor").order_by("-at", "-id")
+    entries: list[HistoryEntry] = []
+    for event in events:
+        details = event.details if isinstance(event.details, dict) else {}
+        entries.append(
+            HistoryEntry(
+                event=event,
+                changes=_field_changes(details.get("changes")),
+                qbo_id=_detail(details, "qbo_record_id", "qbo_id", "qbo_customer_id"),
+                code=_detail(details, "code", "failure_code"),
+                intuit_tid=_detail(details, "intuit_tid"),
+            )
+        )
+    return entries
+
+
+# Spreadsheet apps run a cell that starts with one of these as a formula (CSV injection).
+_FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_safe(value: str) -> str:
+    return f"'{value}" if value.startswith(_FORMULA_PREFIXES) else value
+
+
+HISTORY_CSV_HEADER = [
+    "At (UTC)",
+    "Actor",
+    "Event",
+    "Summary",
+    "Changes",
+    "QBO Id",
+    "QBO code",
+    "intuit_tid",
+]
+
+
+def project_history_csv_rows(*, project: StagedProject) -> list[list[str]]:
+    rows = [list(HISTORY_CSV_HEADER)]
+    for entry in project_history(project=project):
+        changes = "; ".join(f"{c.field}: {c.old} → {c.new}" for c in entry.changes)
+        cells = [
+            entry.event.at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S"),
+            entry.actor_name,
+            entry.event.get_kind_display(),
+            entry.event.summary,
+            changes,
+            entry.qbo_id,
+            entry.code,
+            entry.intuit_tid,
+        ]
+        rows.append([csv_safe(cell) for cell in cells])
+    return rows
+
+
+# --- Json Script ------------------------------------------------------------------------
+
+REDACTED = "••• redacted •••"
+_SECRET_KEYS = {
+    "access_token",
+    "refresh_token",
+    "id_token",
+    "authorization",
+    "proxy_authorization",
+    "api_key",
+    "apikey",
+    "x_api_key",
+    "client_secret",
+    "client_id_secret",
+    "password",
+    "secret",
+    "cookie",
+    "set_cookie",
+    "bearer",
+}
+_NOT_SECRET = {"sync_token"}  # QBO's SyncToken is a version number, not a credential
+_CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
+
+
+def _is_secret_key(key: str) -> bool:
+    normal = _CAMEL.sub("_", key).lower().replace("-", "_").replace(" ", "_")
+    if normal in _NOT_SECRET:
+        return False
+    return normal in _SECRET_KEYS or normal.endswith(("_token", "_secret", "_password", "_api_key"))
+
+
+def redact_secrets(value: Any) -> Any:
+    """A copy of a JSON value with credentials replaced, by key name and by value shape."""
+    if isinstance(value, dict):
+        return {
+            k: REDACTED if _is_secret_key(str(k)) else redact_secrets(v) for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [redact_secrets(v) for v in value]
+    if isinstance(value, str) and value[:7].lower() in ("bearer ", "basic "):
+        return REDACTED
+    return value
+
+
+@dataclass(frozen=True)
+class JsonDocument:
+    slug: str
+    title: str
+    help: str
+    text: str  # pretty-printed, redacted; empty when there is nothing to show
+
+
+def _pretty(value: Any) -> str:
+    if value in (None, {}, []):
+        return ""
+    return json.dumps(redact_secrets(value), indent=2, ensure_ascii=False, default=str)
+
+
+def project_json_documents(
+    *, project: StagedProject, next_request: dict[str, Any]
+) -> list[JsonDocument]:
+    return [
+        JsonDocument(
+            "source",
+            "Linarc source payload",
+            "The project as last pulled from Linarc.",
+            _pretty(project.source_payload),
+        ),
+        JsonDocument(
+            "next-request",
+            "Next QBO request (dry run)",
+            "What the next Sync to QBO will send. Nothing is sent from here.",
+            _pretty(next_request),
+        ),
+        JsonDocument(
+            "last-request",
+            "Last QBO request",
+            "What the last sync sent to QuickBooks.",
+            _pretty(project.last_request),
+        ),
+        JsonDocument(
+            "last-response",
+            "Last QBO response",
+            "What QuickBooks answered.",
+            _pretty(project.last_response),
+        ),
+    ]

@@ -1,8 +1,10 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from celery import Celery
+from celery.signals import worker_ready
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "staging.settings")
 
@@ -19,3 +21,11 @@ app.conf.beat_schedule = {
     # lost; they keep their attempt id, so QBO replays instead of duplicating.
     "requeue-stale-projects": {"task": "staging.requeue_stale_projects", "schedule": 60.0},
 }
+
+
+@worker_ready.connect
+def _announce_worker(sender: Any = None, **kwargs: Any) -> None:
+    """Say "Workers online" as soon as a worker starts, not at its first beat heartbeat."""
+    from staging.services.workers import worker_heartbeat_record
+
+    worker_heartbeat_record(hostname=str(getattr(sender, "hostname", "worker")))

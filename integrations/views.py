@@ -17,6 +17,8 @@ def switch_company(request: HttpRequest) -> HttpResponse:
         company_id = int(request.POST.get("company", ""))
     except ValueError:
         raise Http404("No such company.") from None
+    if not 0 < company_id < 2**63:  # SQLite cannot even compare a larger number
+        raise Http404("No such company.")
     user = request.user
     if (
         not user.is_authenticated

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import random
+import re
 import time
 from collections.abc import Callable, Iterator
 from datetime import datetime
@@ -39,6 +40,11 @@ logger = logging.getLogger(__name__)
 _USER_AGENT = "linarc-qbo-staging/0.1 (+linarc_client)"
 _TRANSIENT_STATUSES = frozenset({429, 500, 502, 503, 504})
 _DETAIL_LENGTH = 300
+# A "\ud83d" escape of half a surrogate pair is valid JSON but decodes to a str no UTF-8 can
+# encode: hashing or storing the record would fail its whole page. Searched for in the raw
+# bytes (cheap), so the decoded page is walked only when one may be there.
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 class LinarcClient:
@@ -267,16 +273,40 @@ class LinarcClient:
 
 
 def _decode_json(response: requests.Response, *, what: str) -> Any:
+    content = response.content
     try:
-        # Bytes, not .text: json detects UTF-8/16/32 itself, requests would guess a charset.
-        return json.loads(response.content)
+        try:
+            # Bytes, not .text: json detects UTF-8/16/32 itself, requests would guess a charset.
+            payload = json.loads(content)
+        except UnicodeDecodeError:
+            # JSON must be UTF-8 (RFC 8259); a stray Latin-1 "é" becomes U+FFFD rather than
+            # failing the page and every good record on it.
+            payload = json.loads(content.decode("utf-8", "replace"))
     except ValueError:
         content_type = response.headers.get("Content-Type", "no content type")
         raise LinarcProtocolError(
             f"Linarc returned a {what} page that is not JSON ({content_type})",
             status=response.status_code,
-            detail=response.content[:_DETAIL_LENGTH].decode("utf-8", "replace"),
+            detail=content[:_DETAIL_LENGTH].decode("utf-8", "replace"),
         ) from None
+    if _SURROGATE_ESCAPE.search(content):
+        payload = _without_lone_surrogates(payload)
+    return payload
+
+
+def _without_lone_surrogates(value: Any) -> Any:
+    """``value`` with every lone surrogate replaced by U+FFFD (escaped pairs decode to one
+    character and are kept)."""
+    if isinstance(value, str):
+        return _LONE_SURROGATE.sub("\ufffd", value)
+    if isinstance(value, list):
+        return [_without_lone_surrogates(item) for item in value]
+    if isinstance(value, dict):
+        return {
+            _without_lone_surrogates(key): _without_lone_surrogates(item)
+            for key, item in value.items()
+        }
+    return value
 
 
 def _error_detail(response: requests.Response) -> str | None:

@@ -27,6 +27,9 @@ MAX_STATUS_LENGTH = 64
 MAX_CLIENT_NAME_LENGTH = 500
 
 _EXCERPT_LENGTH = 200
+# A control character in an id (a NUL above all: PostgreSQL refuses it in any statement)
+# would fail the whole page's upsert; no real Linarc id has one.
+_ID_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 # "pre construction", "PRE_CONSTRUCTION" and "Pre-Construction" are the same status.
 _STATUS_KEY = re.compile(r"[\s_\-]+")
@@ -168,6 +171,8 @@ def _parse_id(value: object) -> tuple[str | None, str]:
         return None, "Record has an empty id"
     if len(text) > MAX_ID_LENGTH:
         return None, f"Record id is longer than {MAX_ID_LENGTH} characters"
+    if _ID_CONTROL.search(text):
+        return None, "Record id contains control characters"
     return text, ""
 
 
@@ -271,7 +276,10 @@ def _datetime(value: object) -> datetime | None:
         return None
     if moment.tzinfo is None:
         return moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC)
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:  # "0001-01-01T00:00:00+01:00" is before year 1 in UTC
+        return None
 
 
 def _kind(value: object) -> str:

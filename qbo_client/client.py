@@ -587,14 +587,17 @@ def _batch_result(
             display_name=_display_name(item.customer or {}),
         )
         return BatchItemResult(item.bid, error=error, raw=raw)
-    if isinstance(entry.get("Customer"), Mapping):
-        return BatchItemResult(
-            item.bid, customer=QboCustomerData.from_json(entry["Customer"]), raw=raw
-        )
-    if "QueryResponse" in entry:
-        return BatchItemResult(
-            item.bid, customers=_customers(entry.get("QueryResponse") or {}), raw=raw
-        )
+    try:
+        if isinstance(entry.get("Customer"), Mapping):
+            return BatchItemResult(
+                item.bid, customer=QboCustomerData.from_json(entry["Customer"]), raw=raw
+            )
+        if "QueryResponse" in entry:
+            return BatchItemResult(
+                item.bid, customers=_customers(entry.get("QueryResponse") or {}), raw=raw
+            )
+    except (KeyError, TypeError, ValueError, AttributeError):
+        pass  # a Customer without an Id, a Level that is no number: not a usable answer
     return BatchItemResult(
         item.bid,
         error=PermanentError("Unexpected batch item reply from QuickBooks", intuit_tid=intuit_tid),

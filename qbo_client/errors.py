@@ -159,7 +159,7 @@ def _first_error(fault: Mapping[str, Any]) -> Fault | None:
         return Fault(None, None, None, None, _str_or_none(fault.get("type")))
     error = errors[0]
     return Fault(
-        code=_str_or_none(error.get("code")),
+        code=_str_or_none(error.get("code")) or None,  # "code": "" is no code at all
         message=_str_or_none(error.get("Message", error.get("message"))),
         detail=_str_or_none(error.get("Detail", error.get("detail"))),
         element=_str_or_none(error.get("element")) or None,
@@ -329,9 +329,9 @@ def classify(
         return TransientError(f"Unexpected non-JSON reply from QuickBooks ({status})", **common)
 
     if code == "6240":
-        name = f'"{display_name}"' if display_name else "this name"
+        name = f'The name "{display_name}" is' if display_name else "The name is"
         return NeedsActionError(
-            f"The name {name} is already used in QuickBooks (by a customer, vendor or employee)",
+            f"{name} already used in QuickBooks (by a customer, vendor or employee)",
             display_name=display_name,
             **common,
         )
@@ -349,21 +349,21 @@ def classify(
         )
     if code in _NEEDS_ACTION_REASONS:
         return NeedsActionError(_NEEDS_ACTION_REASONS[code], **common)
-    if code is not None and code.isdigit() and 2000 <= int(code) < 3000:
+    if code is not None and code.isdecimal() and 2000 <= int(code) < 3000:
         return NeedsActionError("QuickBooks rejected the data sent (validation)", **common)
     if code in _PERMANENT_REASONS:
         return PermanentError(_PERMANENT_REASONS[code], **common)
     if code is not None:
         return PermanentError(f"QuickBooks error {code}", **common)
-    return PermanentError(
-        f"QuickBooks returned HTTP {status}" if status else "QuickBooks returned an error",
-        **common,
-    )
+    # No code to go by: QBO's own words are the only clue a person gets.
+    said = (fault.message or fault.detail) if fault else None
+    reason = f"QuickBooks returned HTTP {status}" if status else "QuickBooks returned an error"
+    return PermanentError(f"{reason}: {said}" if said else reason, **common)
 
 
 def _is_business_code(code: str | None) -> bool:
     """A 5xx that still carries a validation/business code is classified by its code."""
-    return code is not None and code.isdigit() and 600 <= int(code) < 10000
+    return code is not None and code.isdecimal() and 600 <= int(code) < 10000
 
 
 def classify_response(

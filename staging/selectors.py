@@ -104,7 +104,7 @@ def project_filters_from(params: Mapping[str, Any]) -> ProjectFilters:
     status = str(params.get("status") or "")
     if status not in SyncStatus.values:
         status = ""
-    q = " ".join(str(params.get("q") or "").split())[:MAX_SEARCH_LENGTH]
+    q = " ".join(_without_nul(str(params.get("q") or "")).split())[:MAX_SEARCH_LENGTH]
     sort = str(params.get("sort") or DEFAULT_SORT)
     if sort.removeprefix("-") not in SORT_COLUMNS:
         sort = DEFAULT_SORT
@@ -113,6 +113,11 @@ def project_filters_from(params: Mapping[str, Any]) -> ProjectFilters:
     except ValueError:
         page = 1
     return ProjectFilters(status=status, q=q, sort=sort, page=max(1, min(page, 10**6)))
+
+
+def _without_nul(text: str) -> str:
+    # PostgreSQL refuses a NUL in any query parameter: a typed or forged %00 would be a 500.
+    return text.replace("\x00", "")
 
 
 def _search_q(text: str) -> Q:
@@ -310,7 +315,7 @@ def latest_sync_run(*, company: Company) -> Run | None:
 
 def _customer_search(text: str) -> str:
     # search_name is display_name.casefold() (written by the cache refresh).
-    return " ".join(text.split())[:MAX_SEARCH_LENGTH].casefold()
+    return " ".join(_without_nul(text).split())[:MAX_SEARCH_LENGTH].casefold()
 
 
 def qbo_customer_options(

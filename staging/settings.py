@@ -179,6 +179,7 @@ CELERY_TASK_ALWAYS_EAGER = env.get_bool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_TIMEZONE = TIME_ZONE
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+SYNC_LEASE_SECONDS = env.get_int("SYNC_LEASE_SECONDS", 300, minimum=1)
 
 # Redis shared by workers for the per-realm QBO rate limiter; None = in-process fallback.
 RATE_LIMIT_REDIS_URL = env.optional("RATE_LIMIT_REDIS_URL") or (

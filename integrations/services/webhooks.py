@@ -78,10 +78,15 @@ def parse_notifications(body: bytes) -> list[Notification]:
                 )
             )
     elif isinstance(payload, dict):  # legacy eventNotifications
-        for notification in payload.get("eventNotifications", []) or []:
+        for notification in _list(payload.get("eventNotifications")):
+            if not isinstance(notification, dict):
+                continue
             realm_id = str(notification.get("realmId", ""))
-            entities = (notification.get("dataChangeEvent") or {}).get("entities", []) or []
+            change = notification.get("dataChangeEvent")
+            entities = _list(change.get("entities")) if isinstance(change, dict) else []
             for entity in entities:
+                if not isinstance(entity, dict):
+                    continue
                 key = ":".join(
                     str(entity.get(k, "")) for k in ("name", "id", "operation", "lastUpdated")
                 )
@@ -97,7 +102,20 @@ def parse_notifications(body: bytes) -> list[Notification]:
                 )
     else:
         raise InvalidWebhook("The webhook payload has an unknown shape.")
-    return [n for n in notes if n.realm_id and n.entity_id]
+    # QBO record ids are decimal strings: anything else cannot name a record of ours, and
+    # would overflow the columns (32) or fail the client's id check in the task.
+    return [
+        n
+        for n in notes
+        if 0 < len(n.realm_id) <= 32
+        and n.entity_id.isascii()
+        and n.entity_id.isdigit()
+        and len(n.entity_id) <= 32
+    ]
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
 
 
 def webhook_receive(*, body: bytes, signature: str, verifier_token: str) -> list[int]:
@@ -119,7 +137,7 @@ def webhook_receive(*, body: bytes, signature: str, verifier_token: str) -> list
                     realm_id=note.realm_id,
                     entity=note.entity,
                     entity_id=note.entity_id,
-                    operation=note.operation,
+                    operation=note.operation[:20],
                     payload=note.raw,
                 )
         except IntegrityError:

@@ -529,6 +529,8 @@ def _clean_ids(linarc_ids: Iterable[str]) -> list[str]:
     cleaned: list[str] = []
     for value in linarc_ids:
         text = str(value).strip()
+        if "\x00" in text:  # no Linarc id has one, and PostgreSQL refuses it in run params
+            continue
         if text and len(text) <= MAX_LINARC_ID_LENGTH and text not in cleaned:
             cleaned.append(text)
     return cleaned

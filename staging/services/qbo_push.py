@@ -31,7 +31,12 @@ from qbo_client.errors import (
 from qbo_client.names import escape_query_literal, normalize_for_compare
 from staging.models import StagedProject, SyncStatus
 from staging.services.qbo_payload import fields_hash, project_job_fields
-from staging.services.sync import BATCH_SIZE, Outcome, project_record_outcome
+from staging.services.sync import (
+    BATCH_SIZE,
+    Outcome,
+    project_record_outcome,
+    projects_record_outcomes,
+)
 
 log = logging.getLogger(__name__)
 
@@ -165,10 +170,26 @@ def _push_with(
     projects: list[StagedProject],
     exchanges: list[RequestRecord],
 ) -> None:
+    # Outcomes are collected and written together when the chunk is done (also when it
+    # raises): one transaction per chunk instead of one per row (projects_record_outcomes).
+    outcomes: list[tuple[StagedProject, Outcome]] = []
+    try:
+        _push_chunk(client, projects=projects, outcomes=outcomes)
+    finally:
+        projects_record_outcomes(lease=lease, outcomes=outcomes)
+
+
+def _push_chunk(
+    client: QboClient,
+    *,
+    projects: list[StagedProject],
+    outcomes: list[tuple[StagedProject, Outcome]],
+) -> None:
     rules, _ = SyncRules.objects.get_or_create(company_id=projects[0].company_id)
 
     def record(p: StagedProject, o: Outcome) -> bool:
-        return project_record_outcome(project=p, lease=lease, outcome=o)
+        outcomes.append((p, o))
+        return True
 
     works: list[_Work] = []
     for index, project in enumerate(projects):
@@ -205,6 +226,12 @@ def _push_with(
             record(work.project, Outcome(SyncStatus.FAILED, reason=exc.reason, code=exc.code or ""))
     except TransientError as exc:
         raise TransientPushError(exc, [w.project.pk for w in works]) from exc
+    except QboError as exc:
+        # A fault for the whole request rather than one batch item (an XML validation fault,
+        # a Fault without a code): every row gets it, none is left Queued for the reaper to
+        # send again and again. A row already given an outcome above keeps that one.
+        for work in works:
+            record(work.project, _failure(exc))
 
 
 def _adopt_or_flag(
@@ -212,13 +239,28 @@ def _adopt_or_flag(
 ) -> None:
     creates = [w for w in works if not w.project.qbo_record_id]
     found = _lookup_names(client, [w.fields["DisplayName"] for w in creates])
+    # Jobs another staged project is already linked to are that project's: two projects
+    # whose names are alike (or alike in their first 100 characters) must not share one job.
+    linked = dict(
+        StagedProject.objects.filter(
+            company_id=works[0].project.company_id,
+            qbo_record_id__in=[h.id for holders in found.values() for h in holders],
+        ).values_list("qbo_record_id", "pk")
+    )
     for work in creates:
         holders = found.get(normalize_for_compare(work.fields["DisplayName"]), [])
         parent_id = work.fields["ParentRef"]["value"]
-        mine = [h for h in holders if h.is_job and h.parent_id == parent_id]
+        mine = [
+            h
+            for h in holders
+            if h.is_job
+            and h.parent_id == parent_id
+            and linked.get(h.id, work.project.pk) == work.project.pk
+        ]
         if mine:
             # Ours already (an earlier attempt created it, or a person did): adopt it.
             work.existing = mine[0]
+            linked[mine[0].id] = work.project.pk
         elif holders:
             record(work.project, _name_taken(work.fields["DisplayName"], holders[0]))
             work.bid = ""
@@ -277,6 +319,16 @@ def _send(
             _retry_stale(client, work, record)
         elif isinstance(error, NeedsActionError) and error.code == "6240":
             holders = _lookup_names(client, [work.fields["DisplayName"]])
+            parent_id = work.fields["ParentRef"]["value"]
+            mine = [
+                h for hs in holders.values() for h in hs if h.is_job and h.parent_id == parent_id
+            ]
+            if mine and item.operation == "create":
+                # Another attempt at this row (a worker whose lease ran out) created the job
+                # between our lookup and our create: it is ours, adopt it as the lookup would.
+                work.existing = mine[0]
+                _retry_stale(client, work, record, adopted=True)
+                continue
             holder = next(iter(holders.values()), [None])[0]
             outcome = _name_taken(work.fields["DisplayName"], holder)
             outcome.request, outcome.response = request, response
@@ -294,10 +346,15 @@ def _send(
 
 
 def _retry_stale(
-    client: QboClient, work: _Work, record: Callable[[StagedProject, Outcome], bool]
+    client: QboClient,
+    work: _Work,
+    record: Callable[[StagedProject, Outcome], bool],
+    *,
+    adopted: bool = False,
 ) -> None:
     """5010: someone changed the job in QBO since our last write. Re-read once and apply
-    our fields on the fresh SyncToken (reference §2.6)."""
+    our fields on the fresh SyncToken (reference §2.6). With ``adopted``, the same for a
+    job an earlier attempt at this row created."""
     record_id = work.existing.id if work.existing else work.project.qbo_record_id
     fresh = client.get_customer(record_id)
     request_id = _request_id(work.project, f"update-after-5010-{fresh.sync_token}")
@@ -316,7 +373,10 @@ def _retry_stale(
         _synced(
             updated,
             work.fields,
-            f"Updated QBO job “{updated.display_name}” after a concurrent edit",
+            f"Adopted existing QBO job “{updated.display_name}” (Id {updated.id}), created by "
+            "an earlier attempt"
+            if adopted
+            else f"Updated QBO job “{updated.display_name}” after a concurrent edit",
             request,
             {"Customer": json.loads(json.dumps(updated.raw))},
             client.last_intuit_tid,

@@ -1,0 +1,1 @@
+"""Reproducible benchmarks: one module per scenario, results in docs/benchmarks.md."""

@@ -176,6 +176,8 @@ def run_child(
             kind,
             "--company-id",
             str(company_id),
+            "--variant",
+            variant,
         ],
         cwd=common.ROOT,
         env=env if env is not None else dict(os.environ),
@@ -276,9 +278,30 @@ def linarc_company(name: str, base_url: str) -> Any:
     return company
 
 
+def median_step(runs: list[Step]) -> Step:
+    """One row for repeated runs of a step: the median speed, the largest peak RSS."""
+    ordered = sorted(runs, key=lambda step: step.per_second)
+    middle = ordered[len(ordered) // 2]
+    return Step(
+        **{
+            **asdict(middle),
+            "name": f"{middle.name} (median of {len(runs)})" if len(runs) > 1 else middle.name,
+            "peak_rss_mb": max(step.peak_rss_mb for step in runs),
+        }
+    )
+
+
 def run_size(
-    projects: int, *, changed_fraction: float, baseline: bool, env: dict[str, str] | None = None
+    projects: int,
+    *,
+    changed_fraction: float,
+    baseline: bool,
+    env: dict[str, str] | None = None,
+    repeat: int = 3,
 ) -> dict[str, Any]:
+    """The steps of one size. Re-imports run ``repeat`` times, the shipped import and the
+    prototype alternating, and report medians; the first import and the baseline run once
+    (repeating them means staging everything again)."""
     from linarc_client.emulator import LinarcEmulator
 
     truncate_staging()
@@ -292,26 +315,23 @@ def run_size(
         # autovacuum has seen the first import (the first import of an empty table runs
         # without any: see docs/benchmarks.md).
         analyze()
-        steps.append(run_child("import", company.pk, projects, "re-import, nothing changed", env))
-        proto = PROTOTYPE
-        steps.append(
-            run_child(
-                "import",
-                company.pk,
-                projects,
-                proto + "re-import, nothing changed",
-                env,
-                variant="skip-unchanged",
-            )
-        )
-        change_projects(emulator, projects, changed_fraction)
+        variants = (("shipped", ""), ("skip-unchanged", PROTOTYPE))
+        label = "re-import, nothing changed"
+        runs: dict[str, list[Step]] = {v: [] for v, _ in variants}
+        for _round in range(repeat):
+            for variant, prefix in variants:
+                step = run_child("import", company.pk, projects, prefix + label, env, variant)
+                runs[variant].append(step)
+        steps.extend(median_step(runs[variant]) for variant, _ in variants)
         label = f"re-import, {changed_fraction:.0%} changed"
-        steps.append(run_child("import", company.pk, projects, label, env))
-        # The same edits once more, so the prototype has the same 1 % to write.
-        change_projects(emulator, projects, changed_fraction, round_=2)
-        steps.append(
-            run_child("import", company.pk, projects, proto + label, env, variant="skip-unchanged")
-        )
+        runs = {v: [] for v, _ in variants}
+        for round_ in range(repeat):
+            for index, (variant, prefix) in enumerate(variants):
+                # Fresh edits before every run, so each one has the same share to write.
+                change_projects(emulator, projects, changed_fraction, round_=round_ * 2 + index)
+                step = run_child("import", company.pk, projects, prefix + label, env, variant)
+                runs[variant].append(step)
+        steps.extend(median_step(runs[variant]) for variant, _ in variants)
         if baseline:
             other = linarc_company(f"Bench Baseline {projects}", emulator.base_url)
             label = "baseline: update_or_create"
@@ -343,8 +363,9 @@ def report(results: list[dict[str, Any]], info: dict[str, str]) -> str:
             ]
         )
         first = next(s for s in result["steps"] if s["name"] == "first Import All")
+        shipped = {s["name"].split(" (median")[0]: s for s in result["steps"]}
         for step in result["steps"]:
-            target = TARGETS.get(step["name"].removeprefix(PROTOTYPE))
+            target = TARGETS.get(step["name"].removeprefix(PROTOTYPE).split(" (median")[0])
             ratio = f"{step['per_second'] / speed['client_per_second']:.0%} of client"
             if target:
                 ratio += (
@@ -352,6 +373,9 @@ def report(results: list[dict[str, Any]], info: dict[str, str]) -> str:
                 )
             if step["name"].startswith("baseline"):
                 ratio = f"ours is {first['per_second'] / step['per_second']:.1f}× faster"
+            elif step["name"].startswith(PROTOTYPE):
+                stock = shipped[step["name"].removeprefix(PROTOTYPE).split(" (median")[0]]
+                ratio += f"; {step['per_second'] / stock['per_second']:.2f}× shipped"
             rows.append(
                 [
                     f"{n:,}",
@@ -385,6 +409,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--sizes", default="10000,100000")
     parser.add_argument("--changed-fraction", type=float, default=0.01)
     parser.add_argument("--baseline-size", type=int, default=10000)
+    parser.add_argument("--repeat", type=int, default=3, help="runs of each re-import")
     parser.add_argument("--database", default="bench_import")
     parser.add_argument("--keep-db", action="store_true")
     parser.add_argument("--no-write", action="store_true")
@@ -404,6 +429,7 @@ def main(argv: list[str] | None = None) -> None:
                     size,
                     changed_fraction=args.changed_fraction,
                     baseline=size <= args.baseline_size,
+                    repeat=args.repeat,
                 )
             )
             print(json.dumps(results[-1], indent=1))

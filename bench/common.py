@@ -18,6 +18,7 @@ import os
 import platform
 import re
 import secrets
+import shutil
 import statistics
 import subprocess
 import sys
@@ -133,6 +134,9 @@ def bench_teardown(database: str, *, keep: bool = False) -> None:
     if not keep:
         pg_drop_database(database)
     redis_flush()
+    var_dir = Path(tempfile.gettempdir()) / f"bench-var-{database}"
+    if not keep and os.environ.get("STAGING_VAR_DIR") == str(var_dir):
+        shutil.rmtree(var_dir, ignore_errors=True)
 
 
 # --- companies and the QBO connection ------------------------------------------------------

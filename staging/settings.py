@@ -179,6 +179,9 @@ CELERY_TASK_ALWAYS_EAGER = env.get_bool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_TIMEZONE = TIME_ZONE
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Celery's Django fixup closes the database connection around every task unless this is set;
+# reconnecting cost a sync worker 5-8 % of its time (py-spy, docs/benchmarks.md).
+CELERY_DB_REUSE_MAX = env.get_int("CELERY_DB_REUSE_MAX", 100, minimum=0)
 SYNC_LEASE_SECONDS = env.get_int("SYNC_LEASE_SECONDS", 300, minimum=1)
 
 # Redis shared by workers for the per-realm QBO rate limiter; None = in-process fallback.

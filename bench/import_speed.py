@@ -44,8 +44,6 @@ def _child(args: argparse.Namespace) -> None:
     django.setup()
     from integrations.models import Company
 
-    if args.variant == "skip-unchanged":
-        _patch_skip_unchanged()
     rss_before = common.self_peak_rss_mb()
     company = Company.objects.get(pk=args.company_id)
     counter = common.QueryCounter()
@@ -74,39 +72,6 @@ def _import_all(company: Any) -> dict[str, Any]:
     run = import_run_create(company=company, kind=RunKind.IMPORT_ALL, actor=None)
     run = import_run_execute(run_id=run.pk)
     return {"state": run.state, "counts": run.counts, "error": run.error}
-
-
-def _patch_skip_unchanged() -> None:
-    """Prototype of a fix proposed for ``staging.services.imports.projects_stage_page``:
-    find unchanged records with one light query (``linarc_id, source_hash,
-    deleted_in_linarc``) before the page's rows are locked and loaded as models, and hand
-    only the others to the stock function. Same outcome counts and staged ids."""
-    from staging.models import StagedProject
-    from staging.services import imports
-
-    stock = imports.projects_stage_page
-
-    def stage_page(**kwargs: Any) -> Any:
-        if not kwargs.get("update"):
-            return stock(**kwargs)
-        by_id = {record.linarc_id: record for record in kwargs["records"]}
-        known = dict(
-            (linarc_id, (source_hash, deleted))
-            for linarc_id, source_hash, deleted in StagedProject.objects.filter(
-                company=kwargs["company"], linarc_id__in=list(by_id)
-            ).values_list("linarc_id", "source_hash", "deleted_in_linarc")
-        )
-        changed = [
-            record
-            for linarc_id, record in by_id.items()
-            if known.get(linarc_id) != (record.content_hash(), False)
-        ]
-        outcome = stock(**{**kwargs, "records": changed})
-        outcome.unchanged += len(by_id) - len(changed)
-        outcome.staged_ids = list(by_id)
-        return outcome
-
-    imports.projects_stage_page = stage_page
 
 
 def _update_or_create_loop(company: Any) -> dict[str, Any]:
@@ -163,7 +128,6 @@ def run_child(
     projects: int,
     name: str,
     env: dict[str, str] | None = None,
-    variant: str = "shipped",
 ) -> Step:
     """Run one measured operation in a child process (``env``: its environment, by default
     this process's; the smoke tests pass their test database's URL)."""
@@ -176,8 +140,6 @@ def run_child(
             kind,
             "--company-id",
             str(company_id),
-            "--variant",
-            variant,
         ],
         cwd=common.ROOT,
         env=env if env is not None else dict(os.environ),
@@ -262,14 +224,6 @@ def truncate_staging() -> None:
                 cursor.execute(f"DELETE FROM {table}")
 
 
-def analyze() -> None:
-    from django.db import connection
-
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute("ANALYZE staging_stagedproject")
-
-
 def linarc_company(name: str, base_url: str) -> Any:
     from integrations.models import LinarcConnection
 
@@ -299,9 +253,8 @@ def run_size(
     env: dict[str, str] | None = None,
     repeat: int = 3,
 ) -> dict[str, Any]:
-    """The steps of one size. Re-imports run ``repeat`` times, the shipped import and the
-    prototype alternating, and report medians; the first import and the baseline run once
-    (repeating them means staging everything again)."""
+    """The steps of one size. Re-imports run ``repeat`` times and report medians; the first
+    import and the baseline run once (repeating them means staging everything again)."""
     from linarc_client.emulator import LinarcEmulator
 
     truncate_staging()
@@ -311,27 +264,21 @@ def run_size(
         speed = emulator_speed(emulator.base_url, projects)
         company = linarc_company(f"Bench Import {projects}", emulator.base_url)
         steps = [run_child("import", company.pk, projects, "first Import All", env)]
-        # Re-imports run on fresh planner statistics, as they would in production once
-        # autovacuum has seen the first import (the first import of an empty table runs
-        # without any: see docs/benchmarks.md).
-        analyze()
-        variants = (("shipped", ""), ("skip-unchanged", PROTOTYPE))
+        # No ANALYZE here: the import runs one itself once a run has written enough rows
+        # the planner does not know of (a first import into an empty table).
         label = "re-import, nothing changed"
-        runs: dict[str, list[Step]] = {v: [] for v, _ in variants}
-        for _round in range(repeat):
-            for variant, prefix in variants:
-                step = run_child("import", company.pk, projects, prefix + label, env, variant)
-                runs[variant].append(step)
-        steps.extend(median_step(runs[variant]) for variant, _ in variants)
+        steps.append(
+            median_step(
+                [run_child("import", company.pk, projects, label, env) for _ in range(repeat)]
+            )
+        )
         label = f"re-import, {changed_fraction:.0%} changed"
-        runs = {v: [] for v, _ in variants}
+        runs: list[Step] = []
         for round_ in range(repeat):
-            for index, (variant, prefix) in enumerate(variants):
-                # Fresh edits before every run, so each one has the same share to write.
-                change_projects(emulator, projects, changed_fraction, round_=round_ * 2 + index)
-                step = run_child("import", company.pk, projects, prefix + label, env, variant)
-                runs[variant].append(step)
-        steps.extend(median_step(runs[variant]) for variant, _ in variants)
+            # Fresh edits before every run, so each one has the same share to write.
+            change_projects(emulator, projects, changed_fraction, round_=round_)
+            runs.append(run_child("import", company.pk, projects, label, env))
+        steps.append(median_step(runs))
         if baseline:
             other = linarc_company(f"Bench Baseline {projects}", emulator.base_url)
             label = "baseline: update_or_create"
@@ -342,7 +289,6 @@ def run_size(
 
 
 TARGETS = {"first Import All": 5000, "re-import, nothing changed": 20000}
-PROTOTYPE = "prototype skip-unchanged: "
 
 
 def report(results: list[dict[str, Any]], info: dict[str, str]) -> str:
@@ -363,9 +309,8 @@ def report(results: list[dict[str, Any]], info: dict[str, str]) -> str:
             ]
         )
         first = next(s for s in result["steps"] if s["name"] == "first Import All")
-        shipped = {s["name"].split(" (median")[0]: s for s in result["steps"]}
         for step in result["steps"]:
-            target = TARGETS.get(step["name"].removeprefix(PROTOTYPE).split(" (median")[0])
+            target = TARGETS.get(step["name"].split(" (median")[0])
             ratio = f"{step['per_second'] / speed['client_per_second']:.0%} of client"
             if target:
                 ratio += (
@@ -373,9 +318,6 @@ def report(results: list[dict[str, Any]], info: dict[str, str]) -> str:
                 )
             if step["name"].startswith("baseline"):
                 ratio = f"ours is {first['per_second'] / step['per_second']:.1f}× faster"
-            elif step["name"].startswith(PROTOTYPE):
-                stock = shipped[step["name"].removeprefix(PROTOTYPE).split(" (median")[0]]
-                ratio += f"; {step['per_second'] / stock['per_second']:.2f}× shipped"
             rows.append(
                 [
                     f"{n:,}",
@@ -415,7 +357,6 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-write", action="store_true")
     parser.add_argument("--child", choices=["import", "baseline"], help=argparse.SUPPRESS)
     parser.add_argument("--company-id", type=int, help=argparse.SUPPRESS)
-    parser.add_argument("--variant", default="shipped", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
         _child(args)

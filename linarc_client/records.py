@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
@@ -35,6 +36,12 @@ _ID_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _STATUS_KEY = re.compile(r"[\s_\-]+")
 _KNOWN_STATUSES = {_STATUS_KEY.sub("", status.casefold()): status for status in c.PROJECT_STATUSES}
 _EXPECTED_STATUSES = ", ".join(c.PROJECT_STATUSES[:-1]) + f" or {c.PROJECT_STATUSES[-1]}"
+
+
+# content_hash writes the canonical JSON itself (keys in sorted order, compact, UTF-8 as is):
+# each string through the json module's own string encoder (C), exactly what
+# json.dumps(..., ensure_ascii=False) writes for it.
+_json_string: Callable[[str], str] = json.encoder.encode_basestring
 
 
 @dataclass(frozen=True)
@@ -85,11 +92,56 @@ class ProjectRecord:
         }
 
     def content_hash(self) -> str:
-        """sha256 (hex) of the canonical JSON of :meth:`normalized`; stable across runs."""
-        canonical = json.dumps(
-            self.normalized(), sort_keys=True, separators=(",", ":"), ensure_ascii=False
+        """sha256 (hex) of the canonical JSON of :meth:`normalized` (keys sorted, no spaces,
+        UTF-8); stable across runs, and computed once per record.
+
+        Every record of every import is hashed, so this is on the hot path of a re-import:
+        the canonical text is written directly, keys in sorted order, rather than through
+        :meth:`normalized` and ``json.dumps(sort_keys=True)`` (same bytes: a test compares
+        the two on every emulator record, hostile ones included).
+        """
+        cached = self.__dict__.get("_content_hash")
+        if cached is not None:
+            return str(cached)
+        q = _json_string
+        start, end = self.start_date, self.end_date
+        canonical = "".join(
+            (
+                '{"address":{"city":',
+                q(self.city),
+                ',"country":',
+                q(self.country),
+                ',"line1":',
+                q(self.address_line1),
+                ',"line2":',
+                q(self.address_line2),
+                ',"postal_code":',
+                q(self.postal_code),
+                ',"state":',
+                q(self.state),
+                '},"client_name":',
+                q(self.client_name),
+                ',"end_date":',
+                f'"{end.isoformat()}"' if end else "null",
+                ',"linarc_id":',
+                q(self.linarc_id),
+                ',"name":',
+                q(self.name),
+                ',"number":',
+                q(self.number),
+                ',"problems":[',
+                ",".join(map(q, self.problems)),
+                '],"start_date":',
+                f'"{start.isoformat()}"' if start else "null",
+                ',"status":',
+                q(self.status),
+                "}",
+            )
         )
-        return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+        digest = hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+        # A frozen dataclass refuses attribute assignment; the cache lives beside it.
+        self.__dict__["_content_hash"] = digest
+        return digest
 
 
 @dataclass(frozen=True)

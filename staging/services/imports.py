@@ -2,24 +2,30 @@
 scheduled pull of the sync rules.
 
 Staging is an upsert on ``(company, linarc_id)``, one page of source data at a time, with a
-constant number of queries per page however many pages there are: one query loads the
-page's existing rows, ``bulk_create`` inserts the new ones, ``bulk_update`` writes the changed
-ones, one bulk INSERT writes their Change History, one UPDATE moves the run's progress bar.
-Each page commits on its own, so a Linarc failure on page 7 keeps pages 1-6.
+constant number of queries per page however many pages there are: one light query reads
+the page's staged rows (id, hash, deleted flag), one statement inserts the new ones with
+their *Imported* history (PostgreSQL; two ``bulk_create`` elsewhere), and only rows whose
+content changed are locked, loaded and upserted with their *Updated from Linarc* history;
+one UPDATE moves the run's progress bar. Each page commits on its own, so a Linarc failure
+on page 7 keeps pages 1-6.
 
 Unchanged projects are skipped by content hash (``ProjectRecord.content_hash``, stored as
 ``source_hash``), which makes every import idempotent: running it again writes nothing.
+Memory does not grow with the account: one page is held at a time, and deletion detection
+keeps one bit per staged row it saw (:class:`SeenRows`), not a list of ids.
 """
 
 from __future__ import annotations
 
+import json
 import logging
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Container, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from django.db import transaction
+from django.core.exceptions import ImproperlyConfigured
+from django.db import connections, transaction
 from django.utils import timezone
 
 from integrations.models import Company, LinarcConnection, SyncRules
@@ -55,6 +61,12 @@ IMPORT_PAGE_SIZE = 500  # Linarc's maximum: fewer round trips, same queries per 
 SELECTED_CHUNK_SIZE = 100  # Import Selected stages its get_project results in chunks
 MAX_SELECTED = 1000
 MAX_LINARC_ID_LENGTH = 64
+DELETION_SCAN_SIZE = 5000  # staged ids read per query by deletion detection
+# A first import of a big account into an empty table runs without planner statistics, and
+# PostgreSQL then scans all the company's rows for each page's lookup by linarc_id. One
+# ANALYZE once this many rows are new (and the table's estimate is far below that) keeps the
+# import linear.
+ANALYZE_AFTER_CREATED = 5000
 SAMPLE_LIMIT = 50  # invalid records / missing ids kept on the run for its summary
 # A run still pending or running after this long is taken to be lost (its worker died), so
 # it no longer blocks a new import.
@@ -116,6 +128,9 @@ class PageOutcome:
     unchanged: int = 0
     skipped: int = 0
     staged_ids: list[str] = field(default_factory=list)
+    # Primary keys of the staged rows this page listed (found or created): deletion
+    # detection of an Import All marks them seen.
+    seen_pks: list[int] = field(default_factory=list)
 
 
 def _without_nul(value: Any) -> Any:
@@ -192,8 +207,22 @@ def _status_after_edit(
     return status, reason
 
 
+def _imported_summary(problems: Sequence[str]) -> str:
+    summary = "Imported from Linarc"
+    if problems:
+        summary += f" with problems: {_reason(problems)}"
+    return summary
+
+
+def _imported_details(problems: list[str], run_id: int | None) -> dict[str, Any]:
+    details: dict[str, Any] = {"run_id": run_id} if run_id else {}
+    if problems:
+        details["problems"] = problems
+    return details
+
+
 def _new_row(
-    *, company: Company, record: ProjectRecord, now: datetime
+    *, company: Company, record: ProjectRecord, source_hash: str, now: datetime
 ) -> tuple[StagedProject, str]:
     problems = [_without_nul(p) for p in record.problems]
     project = StagedProject(
@@ -201,7 +230,7 @@ def _new_row(
         linarc_id=record.linarc_id,
         **_source_values(record),
         source_payload=_without_nul(record.raw),
-        source_hash=record.content_hash(),
+        source_hash=source_hash,
         source_updated_at=record.updated_at,
         problems=problems,
         status=Status.NEEDS_ACTION,
@@ -209,10 +238,7 @@ def _new_row(
         created_at=now,
         updated_at=now,
     )
-    summary = "Imported from Linarc"
-    if problems:
-        summary += f" with problems: {_reason(problems)}"
-    return project, summary
+    return project, _imported_summary(problems)
 
 
 def _summary_of_edit(fields: list[str]) -> str:
@@ -231,7 +257,7 @@ def _summary_of_edit(fields: list[str]) -> str:
 
 
 def _edit_row(
-    *, project: StagedProject, record: ProjectRecord, now: datetime
+    *, project: StagedProject, record: ProjectRecord, source_hash: str, now: datetime
 ) -> tuple[str, dict[str, Any]] | None:
     """Apply ``record`` to ``project`` in memory; the UPDATED event's summary and details,
     or ``None`` when nothing a person would see changed (only the hash is refreshed then,
@@ -249,7 +275,7 @@ def _edit_row(
     for name, value in values.items():
         setattr(project, name, value)
     project.source_payload = _without_nul(record.raw)
-    project.source_hash = record.content_hash()
+    project.source_hash = source_hash
     project.source_updated_at = record.updated_at
     project.problems = problems
     project.deleted_in_linarc = False
@@ -319,6 +345,204 @@ def _write_edits(company: Company, projects: list[StagedProject]) -> None:
     )
 
 
+def _insert_new_rows_orm(
+    *,
+    company: Company,
+    records: list[ProjectRecord],
+    hashes: dict[str, str],
+    actor: Any,
+    run_id: int | None,
+    now: datetime,
+) -> list[int]:
+    """The portable writer of new rows and their *Imported* events (SQLite): model instances
+    and two ``bulk_create``; returns the new primary keys."""
+    new_rows = [
+        _new_row(company=company, record=record, source_hash=hashes[record.linarc_id], now=now)
+        for record in records
+    ]
+    created = [project for project, _ in new_rows]
+    StagedProject.objects.bulk_create(created, batch_size=IMPORT_PAGE_SIZE)
+    if any(project.pk is None for project in created):
+        # A backend that cannot return ids from a bulk INSERT: one query fetches them.
+        ids = dict(
+            StagedProject.objects.filter(
+                company=company, linarc_id__in=[p.linarc_id for p in created]
+            ).values_list("linarc_id", "pk")
+        )
+        for project in created:
+            project.pk = ids[project.linarc_id]
+    ChangeEvent.objects.bulk_create(
+        [
+            _event(
+                company=company,
+                project=project,
+                kind=EventKind.IMPORTED,
+                summary=summary,
+                details=_imported_details(project.problems, run_id),
+                actor=actor,
+                now=now,
+            )
+            for project, summary in new_rows
+        ],
+        batch_size=IMPORT_PAGE_SIZE,
+    )
+    return [project.pk for project in created]
+
+
+# Columns of a new staged row that come from the record (the rest get the model's defaults).
+_PER_ROW_COLUMNS = (
+    "linarc_id",
+    "number",
+    "name",
+    "project_status",
+    "start_date",
+    "end_date",
+    "client_name",
+    "address",
+    "source_payload",
+    "source_hash",
+    "source_updated_at",
+    "problems",
+    "status_reason",
+)
+
+
+def _json_text(value: Any) -> str:
+    """``value`` as JSON text for a jsonb column, with any NUL removed (PostgreSQL refuses
+    ``\\u0000`` in jsonb). The walk that removes NULs runs only when the text has one."""
+    text = json.dumps(value)
+    if "\\u0000" in text:
+        text = json.dumps(_without_nul(value))
+    return text
+
+
+def _insert_new_rows_pg(
+    *,
+    company: Company,
+    records: list[ProjectRecord],
+    hashes: dict[str, str],
+    actor: Any,
+    run_id: int | None,
+    now: datetime,
+) -> list[int]:
+    """New rows and their *Imported* events in ONE statement on PostgreSQL, without model
+    instances: the page's values go in as one array per column, ``unnest`` turns them into
+    rows, and a data-modifying CTE writes each new row's event from the ids it returned.
+
+    Django's ``bulk_create`` of a page (a project and an event per record) spent ~60 % of a
+    first import in Python (instances, per-value SQL compilation); this is one array per
+    column adapted by psycopg2 in C. Columns not taken from the record get the model field's
+    default, so the row is the same as ``bulk_create`` writes (a test compares them).
+    """
+    values: dict[str, list[Any]] = {name: [] for name in _PER_ROW_COLUMNS}
+    summaries: list[str] = []
+    details: list[str] = []
+    for record in records:
+        problems = [_without_nul(p) for p in record.problems]
+        source = _source_values(record)
+        reason = _reason(problems)
+        values["linarc_id"].append(record.linarc_id)
+        for name in ("number", "name", "project_status", "start_date", "end_date"):
+            values[name].append(source[name])
+        values["client_name"].append(source["client_name"])
+        values["address"].append(_json_text(source["address"]))
+        values["source_payload"].append(_json_text(record.raw))
+        values["source_hash"].append(hashes[record.linarc_id])
+        values["source_updated_at"].append(record.updated_at)
+        values["problems"].append(json.dumps(problems))
+        values["status_reason"].append(reason or NO_CUSTOMER_REASON)
+        summaries.append(_imported_summary(problems))
+        details.append(json.dumps(_imported_details(problems, run_id)))
+
+    connection = connections[StagedProject.objects.db]
+    constants: dict[str, Any] = {
+        "company": company.pk,
+        "status": Status.NEEDS_ACTION,
+        "deleted_in_linarc": False,
+        "created_at": now,
+        "updated_at": now,
+    }
+    quote = connection.ops.quote_name
+    columns: list[str] = []  # every column of the new row, in the model's order
+    selects: list[str] = []  # the value of each: src.<its array> or a parameter
+    arrays: list[str] = []  # the unnest() arguments, named in `names` in the same order
+    names: list[str] = []
+    array_params: list[Any] = []
+    constant_params: list[Any] = []
+    for model_field in StagedProject._meta.concrete_fields:
+        if model_field.primary_key:
+            continue
+        cast = model_field.db_type(connection)
+        columns.append(quote(model_field.column))
+        if model_field.name in values:
+            arrays.append(f"%s::{cast}[]")
+            names.append(quote(model_field.column))
+            array_params.append(values[model_field.name])
+            selects.append(f"src.{quote(model_field.column)}")
+        else:
+            value = constants.get(model_field.name, model_field.get_default())
+            selects.append(f"%s::{cast}")
+            constant_params.append(model_field.get_db_prep_save(value, connection))
+    if len(names) != len(values):  # a per-row value with no column would be dropped silently
+        raise ImproperlyConfigured(f"StagedProject lacks one of {sorted(values)}")
+    project_table = quote(StagedProject._meta.db_table)
+    event_table = quote(ChangeEvent._meta.db_table)
+    # Only table and column names from the models are formatted in; every value is a
+    # parameter.
+    sql = (
+        f"WITH src AS (SELECT * FROM unnest({', '.join(arrays)}, %s::text[], "  # noqa: S608
+        f"%s::jsonb[]) AS src({', '.join(names)}, _summary, _details)), "
+        f"ins AS (INSERT INTO {project_table} ({', '.join(columns)}) "
+        f"SELECT {', '.join(selects)} FROM src RETURNING id, linarc_id), "
+        f"events AS (INSERT INTO {event_table} "
+        "(company_id, project_id, at, actor_id, kind, summary, details) "
+        "SELECT %s, ins.id, %s, %s, %s, src._summary, src._details "
+        "FROM ins JOIN src ON src.linarc_id = ins.linarc_id) "
+        "SELECT id FROM ins"
+    )
+    params = [
+        *array_params,
+        summaries,
+        details,
+        *constant_params,
+        company.pk,
+        now,
+        getattr(actor, "pk", None),
+        EventKind.IMPORTED.value,
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return [pk for (pk,) in cursor.fetchall()]
+
+
+def _insert_new_rows(**kwargs: Any) -> list[int]:
+    if connections[StagedProject.objects.db].vendor == "postgresql":
+        return _insert_new_rows_pg(**kwargs)
+    return _insert_new_rows_orm(**kwargs)
+
+
+def _staged_hashes(company: Company, linarc_ids: list[str]) -> list[tuple[int, str, str, bool]]:
+    """``(pk, linarc_id, source_hash, deleted_in_linarc)`` of the company's rows with these
+    ids. On PostgreSQL the ids go in as one array (``= ANY(%s)``): Django's ``__in`` prepares
+    and compiles 500 parameters per page, ~6 µs per record on a re-import that does little
+    else."""
+    connection = connections[StagedProject.objects.db]
+    if connection.vendor != "postgresql":
+        return list(
+            StagedProject.objects.filter(company=company, linarc_id__in=linarc_ids).values_list(
+                "pk", "linarc_id", "source_hash", "deleted_in_linarc"
+            )
+        )
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT id, linarc_id, source_hash, deleted_in_linarc "  # noqa: S608
+            f"FROM {connection.ops.quote_name(StagedProject._meta.db_table)} "
+            "WHERE company_id = %s AND linarc_id = ANY(%s::varchar[])",
+            [company.pk, linarc_ids],
+        )
+        return list(cursor.fetchall())
+
+
 def projects_stage_page(
     *,
     company: Company,
@@ -334,6 +558,10 @@ def projects_stage_page(
     *Import New* passes ``update=False`` and never touches a staged row). Queries: a fixed
     handful per page (more only where SQLite's 999-parameter limit splits a bulk statement),
     never one per record.
+
+    Most records of a re-import are unchanged, so the page's staged rows are first read
+    light (id, hash, deleted flag: no lock, no JSON decoded); only the rows whose record
+    changed are then locked and loaded as models to compute their diff and status.
     """
     actor = actor if getattr(actor, "is_authenticated", False) else None
     by_id: dict[str, ProjectRecord] = {}
@@ -343,141 +571,211 @@ def projects_stage_page(
     if not by_id:
         return outcome
     now = timezone.now()
-    with transaction.atomic():
+    hashes = {linarc_id: record.content_hash() for linarc_id, record in by_id.items()}
+    # No savepoint of its own: the caller's transaction (if any) rolls back with it anyway,
+    # and a page of unchanged records then costs three statements, not five.
+    with transaction.atomic(savepoint=False):
         _lock_company_imports(company)
-        rows = StagedProject.objects.filter(company=company, linarc_id__in=list(by_id))
-        existing: dict[str, StagedProject] = {}
-        staged_ids: set[str] = set()
-        if update:
-            # Rows locked so a sync worker's outcome cannot interleave with our write of
-            # status; the big JSON columns we never read are left behind.
-            locked = rows.select_for_update(no_key=True).defer("last_request", "last_response")
-            existing = {p.linarc_id: p for p in locked}
-            staged_ids = set(existing)
-        else:
-            staged_ids = set(rows.values_list("linarc_id", flat=True))
-
-        new_rows: list[tuple[StagedProject, str]] = []
-        edited: list[tuple[StagedProject, str, dict[str, Any]]] = []
-        refreshed: list[StagedProject] = []
+        # Under the company's import lock no other import changes these rows' hash or flag;
+        # sync workers never write them.
+        known = {
+            linarc_id: (pk, source_hash, deleted)
+            for pk, linarc_id, source_hash, deleted in _staged_hashes(company, list(by_id))
+        }
+        new_records: list[ProjectRecord] = []
+        changed: list[str] = []
         for linarc_id, record in by_id.items():
-            if linarc_id not in staged_ids:
+            row = known.get(linarc_id)
+            if row is None:
                 if create:
-                    new_rows.append(_new_row(company=company, record=record, now=now))
+                    new_records.append(record)
                 else:
                     outcome.skipped += 1
                 continue
-            project = existing.get(linarc_id)
-            if project is None:  # staged, and this import does not update
+            pk, source_hash, deleted = row
+            outcome.seen_pks.append(pk)
+            if not update:  # staged, and this import does not update
                 outcome.skipped += 1
-                continue
-            if project.source_hash == record.content_hash() and not project.deleted_in_linarc:
-                outcome.unchanged += 1
-                continue
-            edit = _edit_row(project=project, record=record, now=now)
-            if edit is None:
-                refreshed.append(project)
+            elif source_hash == hashes[linarc_id] and not deleted:
                 outcome.unchanged += 1
             else:
-                edited.append((project, *edit))
-                outcome.updated += 1
+                changed.append(linarc_id)
 
-        events: list[ChangeEvent] = []
-        if new_rows:
-            created = [project for project, _ in new_rows]
-            StagedProject.objects.bulk_create(created, batch_size=IMPORT_PAGE_SIZE)
-            if any(project.pk is None for project in created):
-                # A backend that cannot return ids from a bulk INSERT: one query fetches them.
-                ids = dict(
-                    StagedProject.objects.filter(
-                        company=company, linarc_id__in=[p.linarc_id for p in created]
-                    ).values_list("linarc_id", "pk")
+        if new_records:
+            outcome.seen_pks.extend(
+                _insert_new_rows(
+                    company=company,
+                    records=new_records,
+                    hashes=hashes,
+                    actor=actor,
+                    run_id=run_id,
+                    now=now,
                 )
-                for project in created:
-                    project.pk = ids[project.linarc_id]
-            for project, summary in new_rows:
-                details: dict[str, Any] = {"run_id": run_id} if run_id else {}
-                if project.problems:
-                    details["problems"] = project.problems
-                events.append(
-                    _event(
-                        company=company,
-                        project=project,
-                        kind=EventKind.IMPORTED,
-                        summary=summary,
-                        details=details,
-                        actor=actor,
-                        now=now,
-                    )
-                )
-            outcome.created = len(new_rows)
-        if edited or refreshed:
-            _write_edits(company, [project for project, _, _ in edited] + refreshed)
-            for project, summary, details in edited:
-                if run_id:
-                    details["run_id"] = run_id
-                events.append(
-                    _event(
-                        company=company,
-                        project=project,
-                        kind=EventKind.UPDATED,
-                        summary=summary,
-                        details=details,
-                        actor=actor,
-                        now=now,
-                    )
-                )
-        if events:
-            ChangeEvent.objects.bulk_create(events, batch_size=IMPORT_PAGE_SIZE)
+            )
+            outcome.created = len(new_records)
+        if changed:
+            _stage_changed(
+                company=company,
+                records=[by_id[linarc_id] for linarc_id in changed],
+                hashes=hashes,
+                actor=actor,
+                run_id=run_id,
+                now=now,
+                outcome=outcome,
+            )
     return outcome
 
 
+def _stage_changed(
+    *,
+    company: Company,
+    records: list[ProjectRecord],
+    hashes: dict[str, str],
+    actor: Any,
+    run_id: int | None,
+    now: datetime,
+    outcome: PageOutcome,
+) -> None:
+    """Apply the records whose hash differs (or whose row is flagged deleted) to their
+    rows: locked so a sync worker's outcome cannot interleave with our write of status; the
+    big JSON columns we never read are left behind."""
+    locked = (
+        StagedProject.objects.select_for_update(no_key=True)
+        .filter(company=company, linarc_id__in=[record.linarc_id for record in records])
+        .defer("last_request", "last_response")
+    )
+    existing = {project.linarc_id: project for project in locked}
+    edited: list[tuple[StagedProject, str, dict[str, Any]]] = []
+    refreshed: list[StagedProject] = []
+    for record in records:
+        project = existing[record.linarc_id]
+        edit = _edit_row(
+            project=project, record=record, source_hash=hashes[record.linarc_id], now=now
+        )
+        if edit is None:
+            refreshed.append(project)
+            outcome.unchanged += 1
+        else:
+            edited.append((project, *edit))
+            outcome.updated += 1
+    _write_edits(company, [project for project, _, _ in edited] + refreshed)
+    events: list[ChangeEvent] = []
+    for project, summary, details in edited:
+        if run_id:
+            details["run_id"] = run_id
+        events.append(
+            _event(
+                company=company,
+                project=project,
+                kind=EventKind.UPDATED,
+                summary=summary,
+                details=details,
+                actor=actor,
+                now=now,
+            )
+        )
+    if events:
+        ChangeEvent.objects.bulk_create(events, batch_size=IMPORT_PAGE_SIZE)
+
+
+class SeenRows:
+    """The primary keys of the staged rows a listing saw, as a bitmap in 64 KiB blocks (one
+    bit per key), for deletion detection.
+
+    Holding every listed id in a set grew the worker by ~0.3 kB per project (+26 MB from
+    10,000 to 100,000); a bitmap costs one bit per key, and keys of one company sit close
+    together, so a 100,000-project account fits in one or two blocks. No row is written to
+    mark it seen: a re-import of unchanged rows stays read-only.
+    """
+
+    _SHIFT = 19  # 2**19 keys per block = 64 KiB
+    _MASK = (1 << _SHIFT) - 1
+
+    def __init__(self) -> None:
+        self._blocks: dict[int, bytearray] = {}
+
+    def add(self, pk: int) -> None:
+        block = self._blocks.get(pk >> self._SHIFT)
+        if block is None:
+            block = self._blocks[pk >> self._SHIFT] = bytearray(1 << (self._SHIFT - 3))
+        offset = pk & self._MASK
+        block[offset >> 3] |= 1 << (offset & 7)
+
+    def update(self, pks: Iterable[int]) -> None:
+        for pk in pks:
+            self.add(pk)
+
+    def __contains__(self, pk: object) -> bool:
+        if not isinstance(pk, int):
+            return False
+        block = self._blocks.get(pk >> self._SHIFT)
+        if block is None:
+            return False
+        offset = pk & self._MASK
+        return bool(block[offset >> 3] & (1 << (offset & 7)))
+
+
 def projects_flag_deleted(
-    *, company: Company, present_ids: set[str], actor: Any = None, run_id: int | None = None
+    *, company: Company, seen: Container[int], actor: Any = None, run_id: int | None = None
 ) -> int:
     """Flag staged projects Linarc no longer lists (``deleted_in_linarc``), never remove
     them: a staged row may be synced to QBO and its history must stay. Only a complete
     listing may call this (an interrupted one would flag projects it simply did not reach).
+
+    ``seen``: the primary keys of the rows the listing staged or found unchanged. The
+    company's rows are walked by primary key in slices, so memory does not grow with the
+    account.
     """
     actor = actor if getattr(actor, "is_authenticated", False) else None
-    missing = [
-        pk
-        for pk, linarc_id in StagedProject.objects.filter(
-            company=company, deleted_in_linarc=False
-        ).values_list("pk", "linarc_id")
-        if linarc_id not in present_ids
-    ]
     flagged = 0
-    for start in range(0, len(missing), IMPORT_PAGE_SIZE):
-        chunk = missing[start : start + IMPORT_PAGE_SIZE]
-        now = timezone.now()
-        with transaction.atomic():
-            _lock_company_imports(company)
-            rows = list(
-                StagedProject.objects.select_for_update(no_key=True)
-                .filter(pk__in=chunk, deleted_in_linarc=False)
-                .only("pk", "company_id")
+    after = 0
+    while True:
+        pks = list(
+            StagedProject.objects.filter(company=company, deleted_in_linarc=False, pk__gt=after)
+            .order_by("pk")
+            .values_list("pk", flat=True)[:DELETION_SCAN_SIZE]
+        )
+        if not pks:
+            return flagged
+        after = pks[-1]
+        missing = [pk for pk in pks if pk not in seen]
+        for start in range(0, len(missing), IMPORT_PAGE_SIZE):
+            flagged += _flag_deleted_chunk(
+                company=company,
+                pks=missing[start : start + IMPORT_PAGE_SIZE],
+                actor=actor,
+                run_id=run_id,
             )
-            StagedProject.objects.filter(pk__in=[p.pk for p in rows]).update(
-                deleted_in_linarc=True, updated_at=now
-            )
-            ChangeEvent.objects.bulk_create(
-                [
-                    _event(
-                        company=company,
-                        project=project,
-                        kind=EventKind.DELETED_IN_LINARC,
-                        summary="Deleted in Linarc: no longer in Linarc's project list",
-                        details={"run_id": run_id} if run_id else {},
-                        actor=actor,
-                        now=now,
-                    )
-                    for project in rows
-                ],
-                batch_size=IMPORT_PAGE_SIZE,
-            )
-            flagged += len(rows)
-    return flagged
+
+
+def _flag_deleted_chunk(*, company: Company, pks: list[int], actor: Any, run_id: int | None) -> int:
+    now = timezone.now()
+    with transaction.atomic():
+        _lock_company_imports(company)
+        rows = list(
+            StagedProject.objects.select_for_update(no_key=True)
+            .filter(pk__in=pks, deleted_in_linarc=False)
+            .only("pk", "company_id")
+        )
+        StagedProject.objects.filter(pk__in=[p.pk for p in rows]).update(
+            deleted_in_linarc=True, updated_at=now
+        )
+        ChangeEvent.objects.bulk_create(
+            [
+                _event(
+                    company=company,
+                    project=project,
+                    kind=EventKind.DELETED_IN_LINARC,
+                    summary="Deleted in Linarc: no longer in Linarc's project list",
+                    details={"run_id": run_id} if run_id else {},
+                    actor=actor,
+                    now=now,
+                )
+                for project in rows
+            ],
+            batch_size=IMPORT_PAGE_SIZE,
+        )
+    return len(rows)
 
 
 # --- runs ----------------------------------------------------------------------------------
@@ -620,12 +918,33 @@ def import_start(
     return run
 
 
+def _analyze_if_unplanned(created_in_run: int) -> bool:
+    """``ANALYZE`` the staged projects table when this run has written many rows the planner
+    does not know of (PostgreSQL only); ``True`` when it ran (once per run is enough)."""
+    connection = connections[StagedProject.objects.db]
+    if connection.vendor != "postgresql" or created_in_run < ANALYZE_AFTER_CREATED:
+        return False
+    table = StagedProject._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT reltuples FROM pg_class WHERE oid = %s::regclass", [table])
+        row = cursor.fetchone()
+        if row is not None and row[0] >= created_in_run / 2:
+            return True  # statistics already cover most of what we wrote
+        cursor.execute(f"ANALYZE {connection.ops.quote_name(table)}")
+    return True
+
+
 def _listing(
     *, client: LinarcClient, run: Run, tally: _Tally, create: bool, update: bool
-) -> set[str]:
-    """Stage every page of the listing; the ids Linarc listed (for deletions)."""
+) -> SeenRows:
+    """Stage every page of the listing; the staged rows Linarc listed (for deletions).
+
+    Pages are fetched one at a time. Reading the next page in a thread while this one is
+    written was measured and left out: the two threads share the GIL, and the writer then
+    waits for it after every database round trip (0.84-0.98x the sequential speed)."""
     updated_since = run.params.get("updated_since")
-    present: set[str] = set()
+    seen = SeenRows()
+    analyzed = False
     pages = client.iter_pages(
         updated_since=datetime.fromisoformat(updated_since) if updated_since else None,
         page_size=IMPORT_PAGE_SIZE,
@@ -643,8 +962,10 @@ def _listing(
             )
             tally.add_page(outcome, page.invalid)
             _run_save_progress(run, tally)
-        present.update(outcome.staged_ids)
-    return present
+        seen.update(outcome.seen_pks)
+        if not analyzed:
+            analyzed = _analyze_if_unplanned(tally.counts["created"])
+    return seen
 
 
 def _chunks(items: Sequence[str], size: int) -> Iterator[Sequence[str]]:
@@ -695,14 +1016,14 @@ def _execute(*, client: LinarcClient, run: Run, tally: _Tally) -> None:
             update=bool(run.params.get("auto_update")),
         )
     else:
-        present = _listing(client=client, run=run, tally=tally, create=True, update=True)
+        seen = _listing(client=client, run=run, tally=tally, create=True, update=True)
         if tally.counts["invalid"]:
             # An unreadable record may be one of ours (its id unreadable too): flagging
             # would mark a live project deleted. Deletions wait for a clean listing.
             run.params = {**run.params, "deletions_checked": False}
         else:
             tally.counts["deleted"] = projects_flag_deleted(
-                company=run.company, present_ids=present, actor=run.started_by, run_id=run.pk
+                company=run.company, seen=seen, actor=run.started_by, run_id=run.pk
             )
             run.params = {**run.params, "deletions_checked": True}
 

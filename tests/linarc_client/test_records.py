@@ -3,6 +3,8 @@ entries with clear reasons, never exceptions; content_hash tracks staged fields.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from datetime import UTC, date, datetime
 
 import pytest
@@ -309,6 +311,38 @@ def test_content_hash_is_stable_and_ignores_key_order_and_extra_fields():
     assert len(one.content_hash()) == 64
     # Pinned: the staging table stores these, so a drift would make every row look changed.
     assert one.content_hash() == "35e8f0304861cf5c2c33b9df7fe317634c4783da44f11f74f3077b19291f74d8"
+
+
+def _hash_of_normalized(record: ProjectRecord) -> str:
+    """The definition content_hash implements: sha256 of the canonical JSON of normalized()."""
+    canonical = json.dumps(
+        record.normalized(), sort_keys=True, separators=(",", ":"), ensure_ascii=False
+    )
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def test_content_hash_is_the_canonical_json_of_normalized_for_every_record(linarc_client):
+    records = list(_listed(linarc_client).values())
+    quirky = _parse(
+        name='Quote " backslash \\ tab \t é 🌅 \u2028',
+        number=2417,
+        client_name=None,
+        address="12 One Line Rd",
+        start_date="2025-13-01",
+    )
+    records.append(quirky)
+    assert any(record.problems for record in records)  # the hostile cases are among them
+
+    for record in records:
+        assert record.content_hash() == _hash_of_normalized(record), record.linarc_id
+
+
+def test_content_hash_is_computed_once_per_record():
+    record = _parse()
+    first = record.content_hash()
+    object.__setattr__(record, "name", "Changed behind the cache's back")
+
+    assert record.content_hash() == first  # records are frozen: the cache cannot go stale
 
 
 def test_content_hash_is_the_same_across_fetches(linarc_client):

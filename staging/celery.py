@@ -20,6 +20,9 @@ app.conf.beat_schedule = {
     # Put rows back to work whose worker died mid-sync (lease expired) or whose message was
     # lost; they keep their attempt id, so QBO replays instead of duplicating.
     "requeue-stale-projects": {"task": "staging.requeue_stale_projects", "schedule": 60.0},
+    # Fail import runs whose worker died, so their progress bar stops and says so (a new
+    # import would do it too, but nobody may start one).
+    "expire-lost-imports": {"task": "staging.expire_lost_imports", "schedule": 300.0},
 }
 
 

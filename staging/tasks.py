@@ -8,9 +8,15 @@ from celery import shared_task
 
 import staging.import_tasks  # noqa: F401  (registers the import tasks with Celery)
 from staging import sync_tasks  # noqa: F401  (registers the sync tasks with Celery)
+from staging.services.imports import import_runs_expire_lost
 from staging.services.workers import worker_heartbeat_record
 
 
 @shared_task(name="staging.heartbeat")
 def heartbeat() -> None:
     worker_heartbeat_record(hostname=socket.gethostname())
+
+
+@shared_task(name="staging.expire_lost_imports")
+def expire_lost_imports() -> int:
+    return import_runs_expire_lost()

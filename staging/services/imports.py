@@ -850,12 +850,13 @@ def import_run_active(
     )
 
 
-def import_runs_expire_lost(*, company: Company) -> int:
-    """Fail the company's import runs still pending or running after ACTIVE_RUN_WINDOW: their
-    worker died or their message was lost. What they staged stays (pages commit one by
-    one); a new import (idempotent) finishes the work. Stops their progress bars polling."""
-    return Run.objects.filter(
-        company=company,
+def import_runs_expire_lost(*, company: Company | None = None) -> int:
+    """Fail the import runs (of ``company``, or of every company) still pending or running
+    after ACTIVE_RUN_WINDOW: their worker died or their message was lost. What they staged
+    stays (pages commit one by one); a new import (idempotent) finishes the work. Stops
+    their progress bars polling. Run by beat, and before every new import of a company."""
+    runs = Run.objects.all() if company is None else Run.objects.filter(company=company)
+    return runs.filter(
         kind__in=IMPORT_KINDS,
         state__in=ACTIVE_STATES,
         created_at__lt=timezone.now() - ACTIVE_RUN_WINDOW,

@@ -128,3 +128,31 @@ def test_no_second_pull_while_one_is_running(company: Any) -> None:
     lost.refresh_from_db()
     assert lost.state == RunState.FAILED
     assert "stopped without finishing" in lost.error
+
+
+def test_beat_fails_lost_import_runs_of_every_company_once(personas: Any) -> None:
+    from staging.tasks import expire_lost_imports
+
+    old = timezone.now() - timedelta(hours=2)
+    lost = [
+        Run.objects.create(company=company, kind=RunKind.IMPORT_ALL, state=state)
+        for company, state in (
+            (personas.company, RunState.RUNNING),
+            (personas.other_company, RunState.PENDING),
+        )
+    ]
+    recent = Run.objects.create(
+        company=personas.company, kind=RunKind.IMPORT_NEW, state=RunState.RUNNING
+    )
+    sync = Run.objects.create(company=personas.company, kind=RunKind.SYNC, state=RunState.RUNNING)
+    Run.objects.filter(pk__in=[r.pk for r in [*lost, sync]]).update(created_at=old)
+
+    assert expire_lost_imports() == 2
+    assert expire_lost_imports() == 0  # a second beat finds nothing left to do
+    for run in lost:
+        run.refresh_from_db()
+        assert run.state == RunState.FAILED and "stopped without finishing" in run.error
+    recent.refresh_from_db()
+    sync.refresh_from_db()
+    assert recent.state == RunState.RUNNING  # still inside the window: may be working
+    assert sync.state == RunState.RUNNING  # sync runs are not imports

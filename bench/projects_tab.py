@@ -51,6 +51,7 @@ REQUESTS = {
     "first page": {},
     "status filter (Failed)": {"status": "failed"},
     "search ('harbor')": {"q": "harbor"},
+    "search, selective ('P-1234')": {"q": "P-1234"},
     "sort (start date, desc)": {"sort": "-start_date"},
     "page 500": {"page": "500"},
 }

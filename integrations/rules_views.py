@@ -18,7 +18,12 @@ from django.views.decorators.http import require_http_methods, require_POST
 from integrations.forms import LinarcConnectionForm, SyncRulesForm
 from integrations.models import Role
 from integrations.services.linarc import linarc_connection_test
-from integrations.services.rules import SyncRulesError, sync_rules_get, sync_rules_update
+from integrations.services.rules import (
+    SyncRulesError,
+    renamed_message,
+    sync_rules_get,
+    sync_rules_update,
+)
 from integrations.tenancy import company_required, current_company
 
 TEMPLATE = "integration/sync_rules.html"
@@ -51,7 +56,7 @@ def sync_rules(request: HttpRequest) -> HttpResponse:
         return _render(request, form, status=422)
     data = form.cleaned_data
     try:
-        sync_rules_update(
+        saved = sync_rules_update(
             company=company,
             base_url=data["base_url"],
             api_key=data["api_key"] or None,
@@ -64,12 +69,13 @@ def sync_rules(request: HttpRequest) -> HttpResponse:
     except SyncRulesError as exc:
         form.add_error(None, str(exc))
         return _render(request, form, status=422)
+    renamed = renamed_message(saved.renamed)
     if not getattr(request, "htmx", False):
-        messages.success(request, "Sync rules saved.")
+        messages.success(request, f"Sync rules saved. {renamed}".strip())
         return redirect("portfolio:sync_rules")
-    saved = sync_rules_get(company=company)
-    fresh = SyncRulesForm(initial=saved.initial, has_stored_key=saved.has_api_key)
-    return _render(request, fresh, saved=True)
+    current = sync_rules_get(company=company)
+    fresh = SyncRulesForm(initial=current.initial, has_stored_key=current.has_api_key)
+    return _render(request, fresh, saved=True, renamed=renamed)
 
 
 @company_required(Role.ADMIN)

@@ -188,6 +188,22 @@ def _status_bar_context(request: HttpRequest, page: ProjectPage) -> dict[str, An
     return {"chips": _chips(page), "workers_online": workers_online()}
 
 
+def _status_bar_only(request: HttpRequest, filters: ProjectFilters) -> dict[str, Any]:
+    """The chips (with fresh counts) for an answer that re-renders a row, not the list."""
+    counts = selectors.project_status_counts(company=current_company(request), filters=filters)
+    page = ProjectPage(projects=[], filters=filters, counts=counts, total=0, number=1, num_pages=1)
+    return _status_bar_context(request, page)
+
+
+# The two ways a mapping service refuses (they are not subclasses of one another).
+MAPPING_REFUSALS = (mapping.MappingConflict, mapping.MappingError)
+
+
+def _mapping_error_status(exc: Exception) -> int:
+    """409 when a permanent mapping already exists, 422 for any other refused choice."""
+    return 409 if isinstance(exc, mapping.MappingConflict) else 422
+
+
 def _progress_context(request: HttpRequest) -> dict[str, Any]:
     run = selectors.latest_sync_run(company=current_company(request))
     return {"run": run, "run_active": bool(run and run.state in ("pending", "running"))}
@@ -241,17 +257,14 @@ def project_rows(request: HtmxHttpRequest) -> HttpResponse:
         pk, serial = _int_or_none(pk_text), _int_or_none(serial_text)
         if pk:
             serials[pk] = serial if serial and serial < 10**7 else 0
-    company = current_company(request)
     filters = selectors.project_filters_from(request.GET)
-    rows = selectors.projects_by_ids(company=company, ids=list(serials))
-    counts = selectors.project_status_counts(company=company, filters=filters)
-    page = ProjectPage(projects=[], filters=filters, counts=counts, total=0, number=1, num_pages=1)
+    rows = selectors.projects_by_ids(company=current_company(request), ids=list(serials))
     urls = RowUrls()
     context = {
         "poll_rows": [(serials[p.pk], p, urls(p.pk)) for p in rows],
         "filters": filters,
         "can_operate": _can_operate(request),
-        **_status_bar_context(request, page),
+        **_status_bar_only(request, filters),
         **_progress_context(request),
     }
     return _vary(render(request, f"{PAGE_TEMPLATE}#poll_response", context))
@@ -290,15 +303,13 @@ def _row_response(
         return HttpResponseRedirect(_list_url(filters))
     if message and status < 400:
         messages.add_message(request, level, message)
-    counts = selectors.project_status_counts(company=current_company(request), filters=filters)
-    page = ProjectPage(projects=[], filters=filters, counts=counts, total=0, number=1, num_pages=1)
     context = {
         **row_context(project, _serial(request.POST)),
         "filters": filters,
         "can_operate": _can_operate(request),
         "cell_error": cell_error,
         "status_error": status_error,
-        **_status_bar_context(request, page),
+        **_status_bar_only(request, filters),
     }
     return _vary(render(request, f"{PAGE_TEMPLATE}#row_response", context, status=status))
 
@@ -341,10 +352,11 @@ def project_map_customer(request: HtmxHttpRequest, pk: int) -> HttpResponse:
             qbo_customer_id=customer_id,
             actor=request.user,
         )
-    except mapping.MappingConflict as exc:
-        return _row_response(request, _project(request, pk), cell_error=str(exc), status=409)
-    except mapping.MappingError as exc:
-        return _row_response(request, project, cell_error=str(exc), status=422)
+    except MAPPING_REFUSALS as exc:
+        status = _mapping_error_status(exc)
+        # A conflict means someone else mapped the row meanwhile: show the row as it is now.
+        current = _project(request, pk) if status == 409 else project
+        return _row_response(request, current, cell_error=str(exc), status=status)
     assert project.qbo_customer is not None
     return _row_response(
         request,
@@ -509,18 +521,18 @@ def project_manual_map_preview(request: HtmxHttpRequest, pk: int) -> HttpRespons
         job = selectors.qbo_job_for_project(
             company=current_company(request), project=project, qbo_customer_id=job_id
         )
+    status = 200
     if job is None:
-        context["error"] = "Choose a QuickBooks sub-customer from the list."
-        return _vary(render(request, f"{DRAWERS_TEMPLATE}#manual_map_preview", context, status=422))
-    try:
-        lines = mapping.manual_map_preview(
-            company=current_company(request), project=project, qbo_customer_id=job.pk
-        )
-    except mapping.MappingError as exc:
-        context["error"] = str(exc)
-        return _vary(render(request, f"{DRAWERS_TEMPLATE}#manual_map_preview", context, status=422))
-    context.update(job=job, lines=lines)
-    return _vary(render(request, f"{DRAWERS_TEMPLATE}#manual_map_preview", context))
+        context["error"], status = "Choose a QuickBooks sub-customer from the list.", 422
+    else:
+        try:
+            lines = mapping.manual_map_preview(
+                company=current_company(request), project=project, qbo_customer_id=job.pk
+            )
+            context.update(job=job, lines=lines)
+        except mapping.MappingError as exc:
+            context["error"], status = str(exc), 422
+    return _vary(render(request, f"{DRAWERS_TEMPLATE}#manual_map_preview", context, status=status))
 
 
 @require_POST
@@ -540,10 +552,8 @@ def project_manual_map_save(request: HtmxHttpRequest, pk: int) -> HttpResponse:
                 qbo_customer_id=job_id,
                 actor=request.user,
             )
-        except mapping.MappingConflict as exc:
-            error, status = str(exc), 409
-        except mapping.MappingError as exc:
-            error, status = str(exc), 422
+        except MAPPING_REFUSALS as exc:
+            error, status = str(exc), _mapping_error_status(exc)
     filters = selectors.project_filters_from(request.POST)
     if not _is_partial(request):
         if error:
@@ -562,8 +572,6 @@ def project_manual_map_save(request: HtmxHttpRequest, pk: int) -> HttpResponse:
         messages.success(request, f"Manual Mapping saved for “{project.name}”.")
         return HttpResponseRedirect(_list_url(filters))
     project = _project(request, pk)
-    counts = selectors.project_status_counts(company=current_company(request), filters=filters)
-    page = ProjectPage(projects=[], filters=filters, counts=counts, total=0, number=1, num_pages=1)
     if not error:
         messages.success(request, f"Manual Mapping saved for “{project.name}”.")
     context = {
@@ -571,6 +579,6 @@ def project_manual_map_save(request: HtmxHttpRequest, pk: int) -> HttpResponse:
         "filters": filters,
         "error": error,
         "can_operate": _can_operate(request),
-        **_status_bar_context(request, page),
+        **_status_bar_only(request, filters),
     }
     return _vary(render(request, f"{DRAWERS_TEMPLATE}#manual_map_saved", context, status=status))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import uuid
 
 from celery import shared_task
 
@@ -12,6 +13,7 @@ from staging.services.sync import (
     projects_fail_transient,
     projects_release,
     projects_requeue_stale,
+    run_dispatch,
     run_refresh_progress,
 )
 
@@ -35,6 +37,13 @@ def sync_projects(self, *, project_ids: list[int], run_id: int | None = None) ->
     finally:
         if run_id is not None:
             run_refresh_progress(run_id=run_id)
+
+
+@shared_task(name="staging.dispatch_sync_run", acks_late=True)
+def dispatch_sync_run(*, run_id: int, attempt_id: str) -> int:
+    """Split a big Sync to QBO into 30-row sync_projects tasks (sent by the worker, not by
+    the request that queued the rows)."""
+    return run_dispatch(run_id=run_id, attempt_id=uuid.UUID(attempt_id))
 
 
 @shared_task(name="staging.requeue_stale_projects")

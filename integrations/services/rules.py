@@ -18,6 +18,7 @@ from django.db import transaction
 from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
 from integrations.models import Company, LinarcConnection, SyncRules
+from staging.services.naming import projects_apply_naming_rule
 
 logger = logging.getLogger(__name__)
 
@@ -139,6 +140,23 @@ def sync_rules_schedule(*, rules: SyncRules) -> PeriodicTask | None:
     return task
 
 
+@dataclass(frozen=True)
+class SyncRulesSaved:
+    rules: SyncRules
+    renamed: int  # Synced projects moved to Needs Sync because their QBO name changes
+
+
+def renamed_message(renamed: int) -> str:
+    """What the page says after a naming rule change moved Synced projects."""
+    if not renamed:
+        return ""
+    projects = "project" if renamed == 1 else "projects"
+    return (
+        f"{renamed} synced {projects} will get the new QuickBooks name: "
+        f"{'it is' if renamed == 1 else 'they are'} now Needs Sync."
+    )
+
+
 @transaction.atomic
 def sync_rules_update(
     *,
@@ -150,8 +168,9 @@ def sync_rules_update(
     pull_every_minutes: int,
     display_name_template: str,
     actor: Any,
-) -> SyncRules:
-    """Save the Linarc connection and the sync rules, and keep the schedule in step.
+) -> SyncRulesSaved:
+    """Save the Linarc connection and the sync rules, and keep the schedule in step. A new
+    naming rule moves the Synced projects whose QBO name it changes to Needs Sync.
 
     ``api_key`` ``None`` or blank keeps the stored key (the form never shows it back).
     """
@@ -173,6 +192,11 @@ def sync_rules_update(
     connection.save()
 
     rules, _ = SyncRules.objects.select_for_update().get_or_create(company=company)
+    renamed = 0
+    if display_name_template.strip() != rules.display_name_template:
+        renamed = projects_apply_naming_rule(
+            company=company, template=display_name_template.strip(), actor=actor
+        )
     rules.auto_create = auto_create
     rules.auto_update = auto_update
     rules.pull_every_minutes = pull_every_minutes
@@ -180,11 +204,13 @@ def sync_rules_update(
     rules.save()
     sync_rules_schedule(rules=rules)
     logger.info(
-        "Sync rules of company %s saved by %s (auto_create=%s, auto_update=%s, every %s min)",
+        "Sync rules of company %s saved by %s (auto_create=%s, auto_update=%s, every %s min; "
+        "%s synced project(s) renamed by the naming rule)",
         company.pk,
         getattr(actor, "pk", None),
         auto_create,
         auto_update,
         pull_every_minutes,
+        renamed,
     )
-    return rules
+    return SyncRulesSaved(rules=rules, renamed=renamed)

@@ -22,7 +22,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Q, QuerySet
+from django.db.models import Count, Q, QuerySet
 from django.utils import timezone
 
 from integrations.models import Company
@@ -35,7 +35,11 @@ from staging.models import (
     StagedProject,
     SyncStatus,
 )
-from staging.services.events import event_record, events_record_bulk
+from staging.services.events import (
+    event_record,
+    events_record_bulk,
+    events_record_for_attempt,
+)
 
 log = logging.getLogger(__name__)
 
@@ -107,11 +111,49 @@ def sync_preview(*, company: Company, projects: QuerySet[StagedProject]) -> Enqu
     )
 
 
+# A run of more rows than this is handed to the workers as ONE fan-out task that splits it
+# into chunk tasks (run_dispatch): a Select All of 10,000 rows sent 334 messages from inside
+# the request. Smaller runs (a Retry, a hand-picked selection) are sent directly.
+FAN_OUT_THRESHOLD = 10 * BATCH_SIZE
+
+
 def _dispatch(*, project_ids: list[int], run_id: int | None) -> None:
     from staging.sync_tasks import sync_projects
 
     for start in range(0, len(project_ids), BATCH_SIZE):
         sync_projects.delay(project_ids=project_ids[start : start + BATCH_SIZE], run_id=run_id)
+
+
+def _dispatch_run(*, run_id: int, attempt_id: uuid.UUID) -> None:
+    from staging.sync_tasks import dispatch_sync_run
+
+    dispatch_sync_run.delay(run_id=run_id, attempt_id=str(attempt_id))
+
+
+def _attempt_ids(*, run_id: int, attempt_id: uuid.UUID) -> list[int]:
+    # Ordered by customer so that a chunk's jobs share parents (fewer lookups per batch).
+    return list(
+        StagedProject.objects.filter(
+            sync_run_id=run_id, attempt_id=attempt_id, status=SyncStatus.QUEUED
+        )
+        .order_by("qbo_customer_id", "pk")
+        .values_list("pk", flat=True)
+    )
+
+
+def run_dispatch(*, run_id: int, attempt_id: uuid.UUID) -> int:
+    """The worker's half of a big Sync to QBO: send the attempt's still-queued rows as 30-row
+    chunk tasks. Re-delivery is harmless: a run already dispatched is skipped, and should the
+    worker die between sending and marking, the repeated chunks claim nothing twice (a
+    claim is a conditional UPDATE, see projects_claim)."""
+    marker = str(attempt_id)
+    run = Run.objects.filter(pk=run_id).first()
+    if run is None or run.params.get("dispatched") == marker:
+        return 0
+    ids = _attempt_ids(run_id=run_id, attempt_id=attempt_id)
+    _dispatch(project_ids=ids, run_id=run_id)
+    Run.objects.filter(pk=run_id).update(params={**run.params, "dispatched": marker})
+    return len(ids)
 
 
 def _queue(
@@ -148,27 +190,25 @@ def _queue(
                 updated_at=now,
             )
         )
-        # Loaded with only the two columns the events need: building 10,000 StagedProject
-        # stubs by hand (every field's default computed) cost ~0.75 s of a Select All.
-        queued_rows = list(
-            StagedProject.objects.filter(sync_run=run, attempt_id=attempt)
-            .order_by("qbo_customer_id", "pk")
-            .only("pk", "company_id")
-        )
-        ids = [row.pk for row in queued_rows]
         run.total = queued
         run.counts = {"queued": queued}
         if not queued:
             run.state, run.finished_at = RunState.DONE, now
         run.save(update_fields=["total", "counts", "state", "finished_at"])
-        events_record_bulk(
-            projects=queued_rows,
+        # The history rows come from the queued rows themselves (INSERT … SELECT).
+        events_record_for_attempt(
+            run_id=run.pk,
+            attempt_id=attempt,
             kind=kind,
             summary=summary,
             actor=actor,
             details={"attempt_id": str(attempt)},
         )
-        transaction.on_commit(lambda: _dispatch(project_ids=ids, run_id=run.pk))
+        if queued > FAN_OUT_THRESHOLD:
+            transaction.on_commit(partial(_dispatch_run, run_id=run.pk, attempt_id=attempt))
+        elif queued:
+            ids = _attempt_ids(run_id=run.pk, attempt_id=attempt)
+            transaction.on_commit(partial(_dispatch, project_ids=ids, run_id=run.pk))
     return EnqueueSummary(queued=queued, skipped=skipped, run_id=run.pk)
 
 
@@ -380,14 +420,14 @@ def run_refresh_progress(*, run_id: int) -> None:
     run = Run.objects.filter(pk=run_id).first()
     if run is None or run.state == RunState.DONE:
         return
-    counts = dict(
-        Counter(
-            StagedProject.objects.filter(sync_run_id=run_id)
-            .values_list("status", flat=True)
-            .order_by()
-            .iterator()
-        )
-    )
+    # One grouped COUNT (five rows back), not every row's status fetched into Python.
+    counts = {
+        status: n
+        for status, n in StagedProject.objects.filter(sync_run_id=run_id)
+        .order_by()
+        .values_list("status")
+        .annotate(n=Count("id"))
+    }
     processed = sum(c for s, c in counts.items() if s != SyncStatus.QUEUED)
     update: dict[str, Any] = {"counts": counts, "processed": processed}
     if processed >= run.total:

@@ -52,12 +52,12 @@ def form_data(**overrides: Any) -> dict[str, Any]:
 
 
 def test_schedule_follows_the_rules(personas: Any) -> None:
-    rules = sync_rules_update(**rules_for(personas))
+    rules = sync_rules_update(**rules_for(personas)).rules
     assert rules.periodic_task is None
     assert not PeriodicTask.objects.filter(task=SCHEDULED_PULL_TASK).exists()
 
     # Enable: one periodic task for the company, every 15 minutes.
-    rules = sync_rules_update(**rules_for(personas, auto_create=True))
+    rules = sync_rules_update(**rules_for(personas, auto_create=True)).rules
     task = PeriodicTask.objects.get(task=SCHEDULED_PULL_TASK)
     assert rules.periodic_task == task
     assert task.enabled
@@ -272,3 +272,64 @@ def test_connection_test_with_a_bad_url_is_a_422(personas: Any) -> None:
     )
     assert response.status_code == 422
     assert "Enter an http:// or https:// URL." in response.content.decode()
+
+
+# --- a new naming rule and the Synced projects ------------------------------------------------
+
+
+def _synced(personas: Any, *, name: str, number: str, qbo_name: str) -> Any:
+    from tests.factories import StagedProjectFactory
+
+    return StagedProjectFactory(
+        company=personas.company,
+        name=name,
+        number=number,
+        status="synced",
+        qbo_record_id="77",
+        qbo_display_name=qbo_name,
+    )
+
+
+def test_new_naming_rule_moves_renamed_synced_projects_to_needs_sync(personas: Any) -> None:
+    from staging.models import ChangeEvent, EventKind, StagedProject
+
+    sync_rules_update(**rules_for(personas, display_name_template="{name}"))
+    renamed = _synced(personas, name="Harbor Tower", number="P-1", qbo_name="Harbor Tower")
+    same = _synced(personas, name="Dock", number="", qbo_name="Dock")  # "{number} {name}"
+    failed = _synced(personas, name="Mill", number="P-3", qbo_name="Mill")
+    StagedProject.objects.filter(pk=failed.pk).update(status="failed")
+    other = _synced(personas, name="Pier", number="P-4", qbo_name="Pier")
+    StagedProject.objects.filter(pk=other.pk).update(company=personas.other_company)
+
+    saved = sync_rules_update(**rules_for(personas, display_name_template="{number} {name}"))
+    assert saved.renamed == 1
+    statuses = dict(StagedProject.objects.values_list("pk", "status"))
+    assert statuses == {
+        renamed.pk: "needs_sync",
+        same.pk: "synced",  # its QBO name does not change under the new rule
+        failed.pk: "failed",  # its next sync sends the new name anyway
+        other.pk: "synced",  # another company's rule did not change
+    }
+    event = ChangeEvent.objects.get(kind=EventKind.NAMING_RULE)
+    assert event.project_id == renamed.pk and event.actor == personas.admin
+    assert event.details["changes"] == {"QBO name": ["Harbor Tower", "P-1 Harbor Tower"]}
+    assert "P-1 Harbor Tower" in event.summary
+
+    # Saving the same rule again moves nothing and writes no history.
+    again = sync_rules_update(**rules_for(personas, display_name_template="{number} {name}"))
+    assert again.renamed == 0
+    assert ChangeEvent.objects.filter(kind=EventKind.NAMING_RULE).count() == 1
+
+
+def test_rules_page_says_how_many_projects_the_new_name_moved(personas: Any) -> None:
+    sync_rules_update(**rules_for(personas, display_name_template="{name}"))
+    _synced(personas, name="Harbor Tower", number="P-1", qbo_name="Harbor Tower")
+    _synced(personas, name="Quay", number="P-2", qbo_name="Quay")
+    client = personas.client_for(personas.admin)
+    response = client.post(
+        reverse("portfolio:sync_rules"),
+        form_data(display_name_template="{number} - {name}"),
+        **HTMX,
+    )
+    assert response.status_code == 200
+    assert "2 synced projects will get the new QuickBooks name" in response.content.decode()

@@ -17,6 +17,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from integrations.models import Role
+from staging import selectors
 from staging.models import ChangeEvent, EventKind, Run, RunKind, StagedProject, SyncStatus
 from tests.conftest import Personas
 from tests.factories import MembershipFactory, QboCustomerFactory, StagedProjectFactory
@@ -340,9 +341,15 @@ def test_fifty_thousand_rows_render_one_page_in_bounded_queries(
         for q in queries.captured_queries
         if 'FROM "staging_stagedproject"' in q["sql"] and "COUNT(" not in q["sql"]
     ]
-    # Exactly one read of project rows, and it is a page (LIMIT 50), never the table.
-    assert len(row_queries) == 1
+    # One read of project rows, and it is a page (LIMIT 50), never the table. A deep page
+    # reads the page's ids first (LIMIT 50), then those rows by id.
+    deep = (int(params.get("page", 1)) - 1) * 50 >= selectors.DEEP_PAGE_OFFSET
+    assert len(row_queries) == (2 if deep else 1)
     assert "LIMIT 50" in row_queries[0]
+    if deep:
+        assert re.match(r'SELECT "staging_stagedproject"\."id"( AS "id")? FROM', row_queries[0])
+        assert "LIMIT" not in row_queries[1]
+        assert re.search(r'"staging_stagedproject"\."id" IN \((\d+, ){0,49}\d+\)', row_queries[1])
     if not params:
         assert re.search(rf'chip-all active.*?chip-count">{fifty_thousand:,}<', html, re.S)
 

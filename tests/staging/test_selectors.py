@@ -6,11 +6,14 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from django.db import connection
 from django.http import QueryDict
+from django.test.utils import CaptureQueriesContext
 
 from staging import selectors
-from staging.models import ChangeEvent, EventKind, StagedProject, SyncStatus
+from staging.models import ChangeEvent, EventKind, StagedProject, StatusCountDelta, SyncStatus
 from staging.selectors import REDACTED, ProjectFilters
+from staging.services import status_counts
 from tests.conftest import Personas
 from tests.factories import QboCustomerFactory, StagedProjectFactory
 
@@ -64,18 +67,23 @@ def test_posted_ids_are_capped() -> None:
     assert len(ids) == selectors.MAX_SELECTED_IDS
 
 
-def test_status_counts_are_one_grouped_query(
-    personas: Personas, django_assert_num_queries: Any
-) -> None:
+def test_status_counts_are_one_grouped_query(personas: Personas) -> None:
     for status in (SyncStatus.FAILED, SyncStatus.FAILED, SyncStatus.SYNCED):
         StagedProjectFactory(company=personas.company, status=status, name="Harbor")
     StagedProjectFactory(company=personas.company, name="Other")
     StagedProjectFactory(company=personas.other_company, status=SyncStatus.FAILED)
 
-    with django_assert_num_queries(1):
+    with CaptureQueriesContext(connection) as queries:
         counts = selectors.project_status_counts(
             company=personas.company, filters=ProjectFilters(status="synced", q="harbor")
         )
+
+    # One SELECT; on PostgreSQL it runs with parallel workers off (SET LOCAL, in a
+    # transaction, see selectors._counted_serially).
+    selects = [q["sql"] for q in queries.captured_queries if q["sql"].startswith("SELECT")]
+    assert len(selects) == 1 and "GROUP BY" in selects[0]
+    others = [q["sql"] for q in queries.captured_queries if not q["sql"].startswith("SELECT")]
+    assert all(sql.startswith(("SET LOCAL", "SAVEPOINT", "RELEASE SAVEPOINT")) for sql in others)
 
     assert counts == {
         "needs_action": 0,
@@ -85,6 +93,118 @@ def test_status_counts_are_one_grouped_query(
         "failed": 2,
         "": 3,
     }
+
+
+def _counted_by_rows(company: Any) -> dict[str, int]:
+    counts = {s.value: 0 for s in selectors.STATUS_ORDER}
+    for project in StagedProject.objects.filter(company=company):
+        counts[project.status] += 1
+    counts[""] = sum(counts.values())
+    return counts
+
+
+@pytest.mark.skipif(
+    not status_counts.status_counts_supported(), reason="the count triggers are PostgreSQL's"
+)
+def test_maintained_status_counts_follow_inserts_updates_deletes_and_compaction(
+    personas: Personas, django_assert_num_queries: Any
+) -> None:
+    company = personas.company
+    StagedProject.objects.bulk_create(
+        [
+            StagedProject(company=company, linarc_id=f"b{i}", status=SyncStatus.NEEDS_SYNC)
+            for i in range(40)
+        ]
+    )
+    StagedProjectFactory.create_batch(3, company=company, status=SyncStatus.FAILED)
+    StagedProjectFactory(company=personas.other_company, status=SyncStatus.FAILED)
+    StagedProject.objects.filter(company=company, status=SyncStatus.NEEDS_SYNC).filter(
+        linarc_id__in=[f"b{i}" for i in range(10)]
+    ).update(status=SyncStatus.QUEUED)
+    StagedProject.objects.filter(company=company, status=SyncStatus.QUEUED).update(
+        status_reason="touched, status unchanged"
+    )
+    StagedProject.objects.filter(company=company, status=SyncStatus.FAILED).first().delete()
+
+    with django_assert_num_queries(1):
+        counts = selectors.project_status_counts(company=company, filters=ProjectFilters())
+    assert counts == _counted_by_rows(company)
+    assert (counts["needs_sync"], counts["queued"], counts["failed"], counts[""]) == (30, 10, 2, 42)
+
+    assert status_counts.status_counts_compact(company_id=company.pk)
+    assert StatusCountDelta.objects.filter(company_id=company.pk).count() == 3
+    assert selectors.project_status_counts(company=company, filters=ProjectFilters()) == counts
+    assert selectors.project_status_counts(
+        company=personas.other_company, filters=ProjectFilters()
+    ) == _counted_by_rows(personas.other_company)
+
+
+@pytest.mark.skipif(
+    not status_counts.status_counts_supported(), reason="the count triggers are PostgreSQL's"
+)
+def test_status_counts_compact_themselves_when_many_writes_piled_up(personas: Personas) -> None:
+    project = StagedProjectFactory(company=personas.company, status=SyncStatus.NEEDS_SYNC)
+    for _ in range(status_counts.COMPACT_AFTER // 2 + 1):  # two delta rows per round trip
+        StagedProject.objects.filter(pk=project.pk).update(status=SyncStatus.QUEUED)
+        StagedProject.objects.filter(pk=project.pk).update(status=SyncStatus.NEEDS_SYNC)
+    assert StatusCountDelta.objects.filter(company_id=personas.company.pk).count() > (
+        status_counts.COMPACT_AFTER
+    )
+
+    counts = selectors.project_status_counts(company=personas.company, filters=ProjectFilters())
+
+    assert counts == _counted_by_rows(personas.company)
+    assert StatusCountDelta.objects.filter(company_id=personas.company.pk).count() == 1
+
+
+@pytest.mark.parametrize("sort", ["name", "-name", "start_date", "-start_date", "-end_date"])
+def test_every_sort_pages_in_the_same_order_as_a_full_sort(personas: Personas, sort: str) -> None:
+    import datetime as dt
+
+    for i in range(23):
+        StagedProjectFactory(
+            company=personas.company,
+            name=f"Project {i % 5}",
+            start_date=None if i % 4 == 0 else dt.date(2025, 1, 1 + i % 7),
+            end_date=None if i % 3 == 0 else dt.date(2026, 1, 1 + i % 6),
+        )
+    column = sort.removeprefix("-")
+    desc = sort.startswith("-")
+    rows = list(StagedProject.objects.filter(company=personas.company))
+    with_value = sorted(
+        (p for p in rows if getattr(p, column) is not None),
+        key=lambda p: (getattr(p, column), p.pk),
+        reverse=desc,
+    )
+    expected = with_value + sorted(
+        (p for p in rows if getattr(p, column) is None), key=lambda p: p.pk, reverse=desc
+    )
+
+    seen: list[int] = []
+    for number in (1, 2, 3):
+        page = selectors.project_page(
+            company=personas.company, filters=ProjectFilters(sort=sort, page=number), page_size=10
+        )
+        seen += [p.pk for p in page.projects]
+
+    assert seen == [p.pk for p in expected]
+
+
+def test_a_deep_page_reads_its_ids_first_and_keeps_the_order(
+    personas: Personas, monkeypatch: Any, django_assert_num_queries: Any
+) -> None:
+    monkeypatch.setattr(selectors, "DEEP_PAGE_OFFSET", 3)
+    customer = QboCustomerFactory(company=personas.company)
+    projects = StagedProjectFactory.create_batch(8, company=personas.company, qbo_customer=customer)
+
+    with django_assert_num_queries(3):  # counts, the page's ids, the rows
+        page = selectors.project_page(
+            company=personas.company, filters=ProjectFilters(sort="-serial", page=2), page_size=3
+        )
+        names = [p.qbo_customer.display_name for p in page.projects]  # joined, no query
+
+    assert [p.pk for p in page.projects] == [p.pk for p in projects[::-1][3:6]]
+    assert names == [customer.display_name] * 3
 
 
 def test_project_page_is_two_queries_and_clamps_the_page(

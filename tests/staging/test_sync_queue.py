@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
 from django.utils import timezone
 
 from staging.models import ChangeEvent, EventKind, Run, StagedProject, SyncStatus
@@ -106,3 +107,119 @@ def test_claim_is_exclusive_while_the_lease_holds(
     assert ChangeEvent.objects.filter(kind=EventKind.REQUEUED).count() == 2
     _, reclaimed = projects_claim(project_ids=ids)
     assert len(reclaimed) == 2
+
+
+def _needs_sync_rows(personas: Personas, count: int) -> list[int]:
+    customers = QboCustomerFactory.create_batch(3, company=personas.company)
+    StagedProject.objects.bulk_create(
+        [
+            StagedProject(
+                company=personas.company,
+                linarc_id=f"fan-{i}",
+                qbo_customer=customers[i % 3],
+                status=SyncStatus.NEEDS_SYNC,
+            )
+            for i in range(count)
+        ]
+    )
+    return list(
+        StagedProject.objects.filter(linarc_id__startswith="fan-")
+        .order_by("qbo_customer_id", "pk")
+        .values_list("pk", flat=True)
+    )
+
+
+def test_queued_events_are_written_by_the_database_one_per_row(
+    personas: Personas, django_capture_on_commit_callbacks
+) -> None:
+    rows = _mixed_rows(personas)
+    with django_capture_on_commit_callbacks():
+        summary = projects_enqueue_sync(
+            company=personas.company, projects=StagedProject.objects.all(), actor=personas.operator
+        )
+    run = Run.objects.get(pk=summary.run_id)
+    events = ChangeEvent.objects.filter(kind=EventKind.QUEUED).order_by("project_id")
+    attempt = str(StagedProject.objects.get(pk=rows["needs_sync"].pk).attempt_id)
+    assert [(e.project_id, e.company_id) for e in events] == sorted(
+        [(rows["needs_sync"].pk, personas.company.pk), (rows["failed"].pk, personas.company.pk)]
+    )
+    for event in events:
+        assert event.actor == personas.operator
+        assert event.summary == "Queued for Sync to QBO"
+        assert event.details == {"attempt_id": attempt}
+        assert run.started_at is not None
+        assert abs((event.at - run.started_at).total_seconds()) < 60
+
+
+def test_a_big_selection_sends_one_fan_out_task_that_sends_the_chunks_once(
+    personas: Personas, django_capture_on_commit_callbacks, monkeypatch
+) -> None:
+    from staging.services import sync
+
+    ids = _needs_sync_rows(personas, sync.FAN_OUT_THRESHOLD + 31)
+    fan_outs: list[dict[str, object]] = []
+    chunks: list[list[int]] = []
+    monkeypatch.setattr(
+        "staging.sync_tasks.dispatch_sync_run.delay", lambda **kwargs: fan_outs.append(kwargs)
+    )
+    monkeypatch.setattr(
+        "staging.sync_tasks.sync_projects.delay",
+        lambda *, project_ids, run_id: chunks.append(project_ids),
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        summary = projects_enqueue_sync(
+            company=personas.company, projects=StagedProject.objects.all(), actor=None
+        )
+
+    assert summary.queued == len(ids)
+    assert chunks == []  # the request sent one message, not one per chunk
+    assert len(fan_outs) == 1 and fan_outs[0]["run_id"] == summary.run_id
+
+    from staging.sync_tasks import dispatch_sync_run
+
+    sent = dispatch_sync_run(**fan_outs[0])
+    again = dispatch_sync_run(**fan_outs[0])  # a re-delivered message
+    assert (sent, again) == (len(ids), 0)
+    assert [len(c) for c in chunks] == [30] * (len(ids) // 30) + [len(ids) % 30]
+    assert [pk for chunk in chunks for pk in chunk] == ids
+
+
+def test_a_small_selection_is_sent_as_chunks_directly(
+    personas: Personas, django_capture_on_commit_callbacks, monkeypatch
+) -> None:
+    ids = _needs_sync_rows(personas, 45)
+    chunks: list[list[int]] = []
+    monkeypatch.setattr(
+        "staging.sync_tasks.dispatch_sync_run.delay",
+        lambda **kwargs: pytest.fail("no fan-out for a small selection"),
+    )
+    monkeypatch.setattr(
+        "staging.sync_tasks.sync_projects.delay",
+        lambda *, project_ids, run_id: chunks.append(project_ids),
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        projects_enqueue_sync(
+            company=personas.company, projects=StagedProject.objects.all(), actor=None
+        )
+    assert [len(c) for c in chunks] == [30, 15]
+    assert [pk for chunk in chunks for pk in chunk] == ids
+
+
+def test_run_progress_is_counted_by_status(personas: Personas) -> None:
+    from staging.services.sync import run_refresh_progress
+
+    ids = _needs_sync_rows(personas, 5)
+    summary = projects_enqueue_sync(
+        company=personas.company, projects=StagedProject.objects.all(), actor=None
+    )
+    StagedProject.objects.filter(pk__in=ids[:2]).update(status=SyncStatus.SYNCED)
+    StagedProject.objects.filter(pk=ids[2]).update(status=SyncStatus.FAILED)
+    run_refresh_progress(run_id=summary.run_id)
+    run = Run.objects.get(pk=summary.run_id)
+    assert (run.processed, run.state) == (3, "running")
+    assert run.counts == {"synced": 2, "failed": 1, "queued": 2}
+
+    StagedProject.objects.filter(pk__in=ids[3:]).update(status=SyncStatus.SYNCED)
+    run_refresh_progress(run_id=summary.run_id)
+    run = Run.objects.get(pk=summary.run_id)
+    assert (run.processed, run.state) == (5, "done")

@@ -165,6 +165,10 @@ def test_first_import_analyzes_the_new_table_once(
     company = personas.company
     connect_company(company, linarc_emulator_factory(projects=120))
     with connection.cursor() as cursor:
+        # Autovacuum may ANALYZE the table at any moment and change the estimate the import
+        # reads; its lock (SHARE UPDATE EXCLUSIVE) conflicts with itself, so holding it for
+        # this test's transaction keeps autovacuum off the table until the rollback.
+        cursor.execute(f"LOCK TABLE {StagedProject._meta.db_table} IN SHARE UPDATE EXCLUSIVE MODE")
         # Statistics of an empty table (an earlier test may have left others behind).
         cursor.execute(f"ANALYZE {StagedProject._meta.db_table}")
 

@@ -451,22 +451,36 @@ def projects_requeue_stale(*, older_than: timedelta | None = None) -> list[int]:
     with transaction.atomic():
         rows = list(
             stale.select_for_update(skip_locked=True)
-            .values_list("pk", "sync_run_id")
+            .values_list("pk", "sync_run_id", "leased_until")
             .order_by("sync_run_id", "pk")[:3000]
         )
         if not rows:
             return []
-        ids = [pk for pk, _ in rows]
+        ids = [pk for pk, _, _ in rows]
         StagedProject.objects.filter(pk__in=ids).update(
             lease_id=None, leased_until=None, queued_at=now
         )
-        events_record_bulk(
-            projects=StagedProject.objects.filter(pk__in=ids).only("pk", "company_id"),
-            kind=EventKind.REQUEUED,
-            summary="Re-queued: the worker handling it stopped before finishing",
-        )
+        # Two different stories for the history: a worker took the row and its lease ran
+        # out (it stopped), or no worker has taken it yet (a lost message, or a backlog
+        # longer than the lease; the repeated message is harmless: claims are conditional).
+        minutes = max(1, round(older_than.total_seconds() / 60))
+        for claimed, summary in (
+            (True, "Re-queued: the worker handling it stopped before finishing"),
+            (
+                False,
+                f"Sent to the workers again: not picked up within {minutes} "
+                f"minute{'s' if minutes != 1 else ''}",
+            ),
+        ):
+            group = [pk for pk, _, leased_until in rows if (leased_until is not None) == claimed]
+            if group:
+                events_record_bulk(
+                    projects=StagedProject.objects.filter(pk__in=group).only("pk", "company_id"),
+                    kind=EventKind.REQUEUED,
+                    summary=summary,
+                )
         by_run: dict[int | None, list[int]] = {}
-        for pk, sync_run_id in rows:
+        for pk, sync_run_id, _ in rows:
             by_run.setdefault(sync_run_id, []).append(pk)
         for run_key, run_ids in by_run.items():
             transaction.on_commit(partial(_dispatch, project_ids=run_ids, run_id=run_key))

@@ -104,9 +104,40 @@ def test_claim_is_exclusive_while_the_lease_holds(
         assert sorted(projects_requeue_stale()) == sorted(ids)
     assert len(callbacks) == 1
     assert StagedProject.objects.get(pk=ids[0]).attempt_id == attempt
-    assert ChangeEvent.objects.filter(kind=EventKind.REQUEUED).count() == 2
+    requeued = ChangeEvent.objects.filter(kind=EventKind.REQUEUED)
+    assert requeued.count() == 2
+    assert {e.summary for e in requeued} == {
+        "Re-queued: the worker handling it stopped before finishing"
+    }
     _, reclaimed = projects_claim(project_ids=ids)
     assert len(reclaimed) == 2
+
+
+def test_reaper_tells_a_row_no_worker_took_from_one_whose_worker_stopped(
+    personas: Personas, django_capture_on_commit_callbacks
+) -> None:
+    rows = _mixed_rows(personas)
+    with django_capture_on_commit_callbacks():
+        projects_enqueue_sync(
+            company=personas.company, projects=StagedProject.objects.all(), actor=None
+        )
+    taken, waiting = rows["needs_sync"].pk, rows["failed"].pk
+    projects_claim(project_ids=[taken])
+    long_ago = timezone.now() - timedelta(minutes=10)
+    StagedProject.objects.filter(pk=taken).update(leased_until=long_ago)
+    StagedProject.objects.filter(pk=waiting).update(queued_at=long_ago)
+
+    with django_capture_on_commit_callbacks():
+        assert sorted(projects_requeue_stale(older_than=timedelta(minutes=5))) == sorted(
+            [taken, waiting]
+        )
+    summaries = dict(
+        ChangeEvent.objects.filter(kind=EventKind.REQUEUED).values_list("project_id", "summary")
+    )
+    assert summaries == {
+        taken: "Re-queued: the worker handling it stopped before finishing",
+        waiting: "Sent to the workers again: not picked up within 5 minutes",
+    }
 
 
 def _needs_sync_rows(personas: Personas, count: int) -> list[int]:

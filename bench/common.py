@@ -468,10 +468,7 @@ class QboEmulatorProcess:
         window_seconds: float,
         seed: str = "demo",
         throttle: bool = True,
-        stock: bool = False,
     ) -> None:
-        """``stock=False`` runs ``bench.qbo_emulator`` (the emulator with the query fix
-        explained there); ``stock=True`` the emulator exactly as shipped."""
         self.latency_ms = latency_ms
         self.window_seconds = window_seconds
         self.client_id = QBO_CLIENT_ID
@@ -479,7 +476,7 @@ class QboEmulatorProcess:
         command = [
             sys.executable,
             "-m",
-            "qbo_client.emulator" if stock else "bench.qbo_emulator",
+            "qbo_client.emulator",
             "--port",
             "0",
             "--seed",

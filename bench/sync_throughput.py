@@ -35,13 +35,12 @@ REQUESTS_PER_SECOND = 10  # per window/60 s: 600 per window, so never the bindin
 
 NAME_PREFIX = "BX"
 
-# The sync as shipped; as it was before the benchmark's fix of its outcome writes
-# (bench/sync_before.py); the prototype of bench/sync_hybrid.py. (Celery app, extra env).
+# The sync as shipped, and earlier designs of it (bench/sync_before.py): batches only, and
+# one transaction per row's outcome. (Celery app, extra env).
 VARIANTS: dict[str, tuple[str, dict[str, str]]] = {
     "shipped": ("staging", {}),
-    "per-row-commits": ("bench.sync_before", {}),
-    "hybrid": ("bench.sync_hybrid", {}),
-    "hybrid+scaled-jitter": ("bench.sync_hybrid", {"BENCH_LIMITER_JITTER": "scaled"}),
+    "batch-only": ("bench.sync_before", {"BENCH_SYNC_BEFORE": "batch-only"}),
+    "per-row-commits": ("bench.sync_before", {"BENCH_SYNC_BEFORE": "per-row-commits"}),
 }
 
 
@@ -451,16 +450,11 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--projects", type=int, default=3000)
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--concurrency", type=int, default=1, help="pool processes per worker")
-    parser.add_argument(
-        "--stock-emulator",
-        action="store_true",
-        help="the emulator as shipped (its lookups slow down as the realm grows, see README)",
-    )
+    parser.add_argument("--concurrency", type=int, default=3, help="pool processes per worker")
     parser.add_argument("--window", type=int, default=6, help="compressed 60 s window (s)")
     parser.add_argument(
         "--variants",
-        default="shipped,per-row-commits,hybrid",
+        default="shipped,batch-only,per-row-commits",
         help="comma-separated, the first is the headline: " + ", ".join(VARIANTS),
     )
     parser.add_argument(
@@ -475,9 +469,7 @@ def main(argv: list[str] | None = None) -> None:
     latency = args.latency_ms if args.latency_ms is not None else 150 * args.window / 60
 
     def new_emulator() -> common.QboEmulatorProcess:
-        return common.QboEmulatorProcess(
-            latency_ms=latency, window_seconds=args.window, stock=args.stock_emulator
-        )
+        return common.QboEmulatorProcess(latency_ms=latency, window_seconds=args.window)
 
     variants = [v.strip() for v in args.variants.split(",") if v.strip()]
     unknown = set(variants) - set(VARIANTS)
@@ -525,7 +517,6 @@ def main(argv: list[str] | None = None) -> None:
     data = {
         "results": [asdict(r) for r in results],
         "baseline": asdict(baseline) if baseline else None,
-        "stock_emulator": args.stock_emulator,
     }
     common.save_json("sync_throughput", {"machine": info, **data})
     text = report(results[0], baseline, info, others=results[1:])

@@ -336,8 +336,14 @@ class QboClient:
         )
         return QboCustomerData.from_json(payload["Customer"])
 
-    def batch(self, items: list[BatchItem], request_id: str | None = None) -> list[BatchItemResult]:
+    def batch(
+        self, items: list[BatchItem], request_id: str | None = None, *, wait_for_slot: bool = True
+    ) -> list[BatchItemResult]:
         """One ``POST /batch`` of at most 30 items; results come back in ``items`` order.
+
+        ``wait_for_slot=False``: when the realm's batch window (40 per minute) is full, raise
+        :class:`~qbo_client.ratelimit.BatchWindowFull` at once, before anything is sent, so
+        the caller can send the items as single requests from the rest of the budget.
 
         Items cannot see each other (no parent and child in one batch, reference §6). The
         request as a whole is retried with the same ``requestid``; per-item faults are
@@ -362,7 +368,7 @@ class QboClient:
             url = f"{qb.api_url}/company/{qb.company_id}/batch"
             return qb.post(url, data, request_id=request_id)
 
-        payload = self._request(send, batch=True)
+        payload = self._request(send, batch=True, batch_wait=wait_for_slot)
         tid = self.last_intuit_tid
         by_bid = {
             str(entry.get("bId")): entry
@@ -378,6 +384,7 @@ class QboClient:
         send: Callable[[QuickBooks], Any],
         *,
         batch: bool = False,
+        batch_wait: bool = True,
         is_read: bool = False,
         display_name: str | None = None,
     ) -> dict[str, Any]:
@@ -389,8 +396,12 @@ class QboClient:
         while True:
             sent = False
             try:
-                with self._limiter.acquire(self.realm_id, batch=batch):
+                with self._limiter.acquire(self.realm_id, batch=batch, batch_wait=batch_wait):
                     sent = True
+                    # Once sent, a resend must stay this request (same requestid): never give
+                    # it up for a full batch window, which would let the caller send its
+                    # items again some other way while QBO may have applied them.
+                    batch_wait = True
                     return self._send_once(send, is_read=is_read, display_name=display_name)
             except AuthError as exc:
                 if refreshed:

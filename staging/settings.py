@@ -205,6 +205,9 @@ QBO_REDIRECT_URI = env.get_str(
 )
 QBO_WEBHOOK_VERIFIER_TOKEN = env.optional("QBO_WEBHOOK_VERIFIER_TOKEN")
 QBO_RATE_WINDOW_SECONDS = env.get_int("QBO_RATE_WINDOW_SECONDS", 60, minimum=1)
+# Share of each published QBO limit the per-realm limiter spends (qbo_client/ratelimit.py).
+# Pacing and a 50 ms jitter allowance already absorb arrival drift; lower it for more room.
+QBO_RATE_MARGIN_PERCENT = env.get_int("QBO_RATE_MARGIN_PERCENT", 100, minimum=50)
 
 # --- Linarc ------------------------------------------------------------------------------
 LINARC_DEFAULT_BASE_URL = env.get_str("LINARC_DEFAULT_BASE_URL", "http://127.0.0.1:8766")

@@ -35,13 +35,19 @@ def qbo_config() -> QboConfig:
 
 
 @cache
-def _limiter(url: str | None, window_seconds: int) -> RealmRateLimiter:
-    return RealmRateLimiter.from_url(url, window_seconds=window_seconds)
+def _limiter(url: str | None, window_seconds: int, margin_percent: int = 100) -> RealmRateLimiter:
+    return RealmRateLimiter.from_url(
+        url, window_seconds=window_seconds, margin=margin_percent / 100
+    )
 
 
 def rate_limiter() -> RealmRateLimiter:
     """One limiter per process; on Redis it shares the realm's budget with every worker."""
-    return _limiter(settings.RATE_LIMIT_REDIS_URL, settings.QBO_RATE_WINDOW_SECONDS)
+    return _limiter(
+        settings.RATE_LIMIT_REDIS_URL,
+        settings.QBO_RATE_WINDOW_SECONDS,
+        settings.QBO_RATE_MARGIN_PERCENT,
+    )
 
 
 def _token_set(connection: QboConnection) -> TokenSet:

@@ -435,8 +435,12 @@ def run_query(company: Company, view: EntityView, statement: str) -> JsonDict:
     query.validate(parsed, fields_for)
     if parsed.entity == "CompanyInfo":
         return query.execute(parsed, [company_info(company)], has_active=False)
-    rows = [copy.deepcopy(e) for e in view.values(parsed.entity)]
-    return query.execute(parsed, rows, has_active=True)
+    # Filter the live entities, then copy only the page returned: copying every entity first
+    # made a lookup cost linear in the realm's size, under the state lock.
+    result = query.execute(parsed, list(view.values(parsed.entity)), has_active=True)
+    if parsed.entity in result:
+        result[parsed.entity] = copy.deepcopy(result[parsed.entity])
+    return result
 
 
 def run_cdc(

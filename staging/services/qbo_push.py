@@ -29,6 +29,7 @@ from qbo_client.errors import (
     TransientError,
 )
 from qbo_client.names import escape_query_literal, normalize_for_compare
+from qbo_client.ratelimit import BatchWindowFull
 from staging.models import StagedProject, SyncStatus
 from staging.services.qbo_payload import fields_hash, project_job_fields
 from staging.services.sync import (
@@ -39,6 +40,8 @@ from staging.services.sync import (
 )
 
 log = logging.getLogger(__name__)
+
+SINGLES_PER_WRITE = 10  # single-request rows per outcome transaction (_send_singles)
 
 
 class TransientPushError(Exception):
@@ -172,24 +175,40 @@ def _push_with(
 ) -> None:
     # Outcomes are collected and written together when the chunk is done (also when it
     # raises): one transaction per chunk instead of one per row (projects_record_outcomes).
-    outcomes: list[tuple[StagedProject, Outcome]] = []
+    outcomes = _Outcomes(lease)
     try:
         _push_chunk(client, projects=projects, outcomes=outcomes)
     finally:
-        projects_record_outcomes(lease=lease, outcomes=outcomes)
+        outcomes.flush()
+
+
+class _Outcomes:
+    """A chunk's outcomes, written in one transaction per :meth:`flush`."""
+
+    def __init__(self, lease: uuid.UUID) -> None:
+        self.lease = lease
+        self.pending: list[tuple[StagedProject, Outcome]] = []
+        self.decided: set[int] = set()
+
+    def record(self, project: StagedProject, outcome: Outcome) -> bool:
+        self.pending.append((project, outcome))
+        self.decided.add(project.pk)
+        return True
+
+    def flush(self) -> None:
+        if self.pending:
+            projects_record_outcomes(lease=self.lease, outcomes=self.pending)
+            self.pending = []
 
 
 def _push_chunk(
     client: QboClient,
     *,
     projects: list[StagedProject],
-    outcomes: list[tuple[StagedProject, Outcome]],
+    outcomes: _Outcomes,
 ) -> None:
     rules, _ = SyncRules.objects.get_or_create(company_id=projects[0].company_id)
-
-    def record(p: StagedProject, o: Outcome) -> bool:
-        outcomes.append((p, o))
-        return True
+    record = outcomes.record
 
     works: list[_Work] = []
     for index, project in enumerate(projects):
@@ -214,19 +233,34 @@ def _push_chunk(
     try:
         _adopt_or_flag(client, works, record)
         works = [w for w in works if w.bid]  # rows flagged above have bid cleared
-        _send(client, works, record)
-    except ReconnectRequired as exc:
+        _send(client, works, record, flush=outcomes.flush)
+    except QboError as exc:
+        # Rows written one by one (_send_singles) may have their outcome already: they keep
+        # it, and only the others share the chunk's error or are retried.
+        undecided = [w for w in works if w.project.pk not in outcomes.decided]
+        _chunk_failed(exc, company_id=projects[0].company_id, works=undecided, record=record)
+
+
+def _chunk_failed(
+    exc: QboError,
+    *,
+    company_id: int,
+    works: list[_Work],
+    record: Callable[[StagedProject, Outcome], bool],
+) -> None:
+    """An error for the whole chunk (not one item), given to the rows without an outcome."""
+    if isinstance(exc, ReconnectRequired):
         # A 401 right after a refresh, or 403/3100, does not pass through the token store:
         # mark the connection here so the panel offers Reconnect (mappings are kept).
         connection_mark_needs_reconnect(
-            connection_id=QboConnection.objects.get(company_id=projects[0].company_id).pk,
+            connection_id=QboConnection.objects.get(company_id=company_id).pk,
             reason=f"Reconnect QuickBooks: {exc.reason}",
         )
         for work in works:
             record(work.project, Outcome(SyncStatus.FAILED, reason=exc.reason, code=exc.code or ""))
-    except TransientError as exc:
+    elif isinstance(exc, TransientError):
         raise TransientPushError(exc, [w.project.pk for w in works]) from exc
-    except QboError as exc:
+    else:
         # A fault for the whole request rather than one batch item (an XML validation fault,
         # a Fault without a code): every row gets it, none is left Queued for the reaper to
         # send again and again. A row already given an outcome above keeps that one.
@@ -279,13 +313,26 @@ def _item_for(work: _Work) -> BatchItem:
 
 
 def _send(
-    client: QboClient, works: list[_Work], record: Callable[[StagedProject, Outcome], bool]
+    client: QboClient,
+    works: list[_Work],
+    record: Callable[[StagedProject, Outcome], bool],
+    *,
+    flush: Callable[[], None] = lambda: None,
 ) -> None:
+    """Write the chunk as one ``/batch`` request, or, when the realm's batch window (40 per
+    minute) is full, as single requests from the rest of the realm's budget (500 per
+    minute): a design sending batches only stops at 40 x 30 = 1,200 rows per minute."""
     if not works:
         return
     items = [_item_for(w) for w in works]
     request_id = _batch_request_id(works)
-    results = {r.bid: r for r in client.batch(items, request_id=request_id)}
+    try:
+        # Nothing is sent when this raises: the single writes below are the only attempt.
+        batch = client.batch(items, request_id=request_id, wait_for_slot=False)
+    except BatchWindowFull:
+        _send_singles(client, works, items, record, flush=flush)
+        return
+    results = {r.bid: r for r in batch}
     transient: list[_Work] = []
     for work, item in zip(works, items, strict=True):
         result = results.get(work.bid)
@@ -293,56 +340,134 @@ def _send(
         if result is None:
             transient.append(work)
             continue
-        response = result.raw
-        tid = client.last_intuit_tid
-        if result.ok and result.customer is not None:
-            verb = (
-                "Adopted existing"
-                if work.existing
-                else ("Updated" if item.operation == "update" else "Created")
-            )
-            record(
-                work.project,
-                _synced(
-                    result.customer,
-                    work.fields,
-                    f"{verb} QBO job “{result.customer.display_name}” (Id {result.customer.id})",
-                    request,
-                    response,
-                    tid,
-                ),
-            )
-            continue
-        error = result.error
-        assert error is not None
-        if isinstance(error, StaleObjectError) and item.operation == "update":
-            _retry_stale(client, work, record)
-        elif isinstance(error, NeedsActionError) and error.code == "6240":
-            holders = _lookup_names(client, [work.fields["DisplayName"]])
-            parent_id = work.fields["ParentRef"]["value"]
-            mine = [
-                h for hs in holders.values() for h in hs if h.is_job and h.parent_id == parent_id
-            ]
-            if mine and item.operation == "create":
-                # Another attempt at this row (a worker whose lease ran out) created the job
-                # between our lookup and our create: it is ours, adopt it as the lookup would.
-                work.existing = mine[0]
-                _retry_stale(client, work, record, adopted=True)
-                continue
-            holder = next(iter(holders.values()), [None])[0]
-            outcome = _name_taken(work.fields["DisplayName"], holder)
-            outcome.request, outcome.response = request, response
-            outcome.intuit_tid = error.intuit_tid or ""
-            record(work.project, outcome)
-        elif isinstance(error, TransientError):
+        done = _on_result(
+            client,
+            work,
+            item,
+            customer=result.customer if result.ok else None,
+            error=result.error,
+            request=request,
+            response=result.raw,
+            record=record,
+        )
+        if not done:
             transient.append(work)
-        else:
-            outcome = _failure(error, request=request)
-            outcome.response = response
-            record(work.project, outcome)
     if transient:
         error = next((results[w.bid].error for w in transient if w.bid in results), None)
         raise TransientError(error.reason if error else "QuickBooks did not answer for some rows")
+
+
+def _send_singles(
+    client: QboClient,
+    works: list[_Work],
+    items: list[BatchItem],
+    record: Callable[[StagedProject, Outcome], bool],
+    *,
+    flush: Callable[[], None],
+) -> None:
+    """The chunk as one ``POST /customer`` per row: the names were looked up before (as
+    for a batch), each write carries a requestid derived from the attempt, and each row's
+    fault is handled exactly as a batch item's. Thirty requests take a while (4 s at QBO's
+    pace of 8 a second), so outcomes are written every ``SINGLES_PER_WRITE`` rows: rows
+    show Synced as they are, and fewer are left to send again after a lost worker."""
+    for index, (work, item) in enumerate(zip(works, items, strict=True), start=1):
+        body = dict(item.customer or {})
+        if item.operation == "create":
+            request_id = _request_id(work.project, "create")
+        else:
+            request_id = _request_id(work.project, f"update-{body['SyncToken']}")
+        request = {"endpoint": "customer", "requestid": request_id, "body": body}
+        customer: QboCustomerData | None = None
+        error: QboError | None = None
+        try:
+            if item.operation == "create":
+                customer = client.create_customer(body, request_id)
+            else:
+                fields = {k: v for k, v in body.items() if k not in ("Id", "SyncToken", "sparse")}
+                customer = client.sparse_update_customer(
+                    body["Id"], str(body["SyncToken"]), fields, request_id
+                )
+        except (ReconnectRequired, TransientError):
+            # For the rest of the chunk too (the connection, a pause, QBO down): the rows
+            # written so far keep their outcome, the others go to _chunk_failed.
+            raise
+        except QboError as exc:
+            error = exc
+        response: dict[str, Any] = {"Customer": customer.raw} if customer is not None else {}
+        if error is not None:
+            response = {"status": error.status, "detail": error.detail}
+        done = _on_result(
+            client,
+            work,
+            item,
+            customer=customer,
+            error=error,
+            request=request,
+            response=response,
+            record=record,
+        )
+        assert done  # transient errors were raised above
+        if index % SINGLES_PER_WRITE == 0:
+            flush()
+
+
+def _on_result(
+    client: QboClient,
+    work: _Work,
+    item: BatchItem,
+    *,
+    customer: QboCustomerData | None,
+    error: QboError | None,
+    request: dict[str, Any],
+    response: dict[str, Any],
+    record: Callable[[StagedProject, Outcome], bool],
+) -> bool:
+    """Record one write's outcome (batch item or single request); False when the error was
+    transient and the row must be retried."""
+    tid = client.last_intuit_tid
+    if error is None and customer is not None:
+        verb = (
+            "Adopted existing"
+            if work.existing
+            else ("Updated" if item.operation == "update" else "Created")
+        )
+        record(
+            work.project,
+            _synced(
+                customer,
+                work.fields,
+                f"{verb} QBO job “{customer.display_name}” (Id {customer.id})",
+                request,
+                response,
+                tid,
+            ),
+        )
+        return True
+    assert error is not None
+    if isinstance(error, StaleObjectError) and item.operation == "update":
+        _retry_stale(client, work, record)
+    elif isinstance(error, NeedsActionError) and error.code == "6240":
+        holders = _lookup_names(client, [work.fields["DisplayName"]])
+        parent_id = work.fields["ParentRef"]["value"]
+        mine = [h for hs in holders.values() for h in hs if h.is_job and h.parent_id == parent_id]
+        if mine and item.operation == "create":
+            # Another attempt at this row (a worker whose lease ran out) created the job
+            # between our lookup and our create: it is ours, adopt it as the lookup would.
+            work.existing = mine[0]
+            _retry_stale(client, work, record, adopted=True)
+            return True
+        holder = next(iter(holders.values()), [None])[0]
+        outcome = _name_taken(work.fields["DisplayName"], holder)
+        outcome.request, outcome.response = request, response
+        outcome.intuit_tid = error.intuit_tid or ""
+        record(work.project, outcome)
+    elif isinstance(error, TransientError):
+        return False
+    else:
+        outcome = _failure(error, request=request)
+        outcome.response = response
+        record(work.project, outcome)
+    return True
 
 
 def _retry_stale(

@@ -89,7 +89,12 @@ def max_in_any_window(starts: list[float], length: float) -> int:
 
 
 def test_margin_and_compression_set_the_budget() -> None:
-    limiter = RealmRateLimiter.from_url(None)
+    full = RealmRateLimiter.from_url(None)  # the default margin spends the published budget
+    assert full.limits.requests_per_window == 500
+    assert full.limits.requests_per_second == 10
+    assert full.limits.batch_per_window == 40
+    assert full.limits.max_in_flight == 9  # QBO frees a slot a moment after answering
+    limiter = RealmRateLimiter.from_url(None, margin=0.95)
     assert limiter.limits.requests_per_window == 475
     assert limiter.limits.requests_per_second == 9
     assert limiter.limits.batch_per_window == 38
@@ -136,7 +141,11 @@ def test_batch_window_applies_only_to_batch_requests(make_limiter) -> None:
 
 
 def test_in_flight_cap(make_limiter) -> None:
-    build = lambda i: make_limiter(max_in_flight=3, requests_per_second=100, margin=1.0)  # noqa: E731
+    # Pacing spreads 500 per minute 120 ms apart; a budget this large paces 0.6 ms apart, so
+    # only the in-flight cap keeps the 8 threads' 50 ms requests from overlapping.
+    build = lambda i: make_limiter(  # noqa: E731
+        max_in_flight=3, requests_per_second=100_000, requests_per_minute=100_000, margin=1.0
+    )
     starts, peak = hammer(build, threads=8, per_thread=2, hold=0.05)
     assert len(starts) == 16
     assert peak == 3
@@ -184,7 +193,8 @@ def test_slots_are_shared_between_processes_on_redis(redis_url: str, redis_prefi
             redis_url,
             key_prefix=redis_prefix,
             max_in_flight=2,
-            requests_per_second=100,
+            requests_per_second=100_000,
+            requests_per_minute=100_000,
             margin=1.0,
         ),
         threads=6,

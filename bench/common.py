@@ -31,6 +31,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from staging.worker_process import celery_worker_command, spawn_logged
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "docs" / "benchmarks.md"
 
@@ -207,34 +209,14 @@ class Workers:
         queue = env["CELERY_TASK_DEFAULT_QUEUE"]
         for index in range(count):
             log = ROOT / "var" / f"bench-worker-{queue}-{index}.log"
-            log.parent.mkdir(exist_ok=True)
-            command = [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                app,
-                "worker",
-                "-Q",
-                queue,
-                "--pool",
-                "prefork",
-                "--concurrency",
-                str(concurrency),
-                "-n",
-                f"bench{index}-{queue}@%h",
-                "--without-gossip",
-                "--without-mingle",
-                "--without-heartbeat",
-                "-l",
-                "info",
-            ]
-            with log.open("wb") as handle:
-                self.processes.append(
-                    subprocess.Popen(
-                        command, cwd=ROOT, env=dict(env), stdout=handle, stderr=subprocess.STDOUT
-                    )
-                )
+            command = celery_worker_command(
+                concurrency=concurrency,
+                queue=queue,
+                name=f"bench{index}-{queue}@%h",
+                app=app,
+                heartbeat=False,
+            )
+            self.processes.append(spawn_logged(command, log_path=log, env=env))
             self.logs.append(log)
 
     def wait_ready(self, timeout: float = 60.0) -> None:

@@ -14,6 +14,8 @@ import sys
 import time
 from pathlib import Path
 
+from staging.worker_process import celery_worker_command
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -57,23 +59,7 @@ def _commands(web_port: str, var_dir: Path) -> list[tuple[str, list[str]]]:
             ],
         ),
         ("web", [py, "manage.py", "runserver", f"127.0.0.1:{web_port}", "--noreload"]),
-        (
-            "worker",
-            [
-                py,
-                "-m",
-                "celery",
-                "-A",
-                "staging",
-                "worker",
-                "-l",
-                "info",
-                "--concurrency",
-                "2",
-                "--without-gossip",
-                "--without-mingle",
-            ],
-        ),
+        ("worker", celery_worker_command(concurrency=2)),
         (
             "beat",
             [

@@ -169,6 +169,9 @@ class Stack:
     actor: Any
     worker_env: dict[str, str]
     killed: list[KilledWorker] = field(default_factory=list)
+    # Workers that exited on their own and were started again, as a process supervisor
+    # (docker-compose's restart policy, systemd) does in production.
+    revived: list[int] = field(default_factory=list)
 
     # --- the QBO emulator ---
     def control(self, method: str, path: str, **kwargs: Any) -> Any:
@@ -215,6 +218,22 @@ class Stack:
                     busy[index] = rows
             return busy
         return {}
+
+    def revive_exited_workers(self) -> int:
+        """Start a replacement for every worker that exited without being killed by the
+        test. A broker restart can crash a worker (kombu's Redis transport fails restoring
+        unacknowledged messages with "'NoneType' object has no attribute 'hostname'");
+        production's supervisor restarts it, and so does this."""
+        killed = {k.index for k in self.killed}
+        exited = [
+            index
+            for index, process in enumerate(self.pool.processes)
+            if process.poll() is not None and index not in killed and index not in self.revived
+        ]
+        for index in exited:
+            self.revived.append(index)
+            self.start_worker()
+        return len(exited)
 
     def kill_busy_worker(self) -> KilledWorker | None:
         """SIGKILL a worker in the middle of a sync task (it holds rows not yet written
@@ -312,6 +331,7 @@ def drive_until_settled(
             with contextlib.suppress(Exception):  # broker down: the next round re-dispatches
                 reaped += len(projects_requeue_stale())
             next_reap = now + REAP_EVERY_SECONDS
+            stack.revive_exited_workers()
         if not pending and all(d.fired_at is not None for d in disruptions):
             break
         if now - started > timeout:

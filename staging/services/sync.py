@@ -64,10 +64,10 @@ class EnqueueSummary:
         return sum(self.skipped.values())
 
     def describe(self) -> str:
-        text = f"Queued {self.queued} project{'s' if self.queued != 1 else ''} for QBO."
+        text = f"Queued {self.queued:,} project{'s' if self.queued != 1 else ''} for QBO."
         if self.skipped:
-            reasons = ", ".join(f"{reason} ({count})" for reason, count in self.skipped.items())
-            text += f" Skipped {self.skipped_total}: {reasons}."
+            reasons = ", ".join(f"{reason} ({count:,})" for reason, count in self.skipped.items())
+            text += f" Skipped {self.skipped_total:,}: {reasons}."
         return text
 
 

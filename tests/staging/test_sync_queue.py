@@ -8,6 +8,7 @@ from django.utils import timezone
 from staging.models import ChangeEvent, EventKind, Run, StagedProject, SyncStatus
 from staging.services.sync import (
     NO_CUSTOMER,
+    EnqueueSummary,
     projects_claim,
     projects_enqueue_sync,
     projects_requeue_stale,
@@ -254,3 +255,11 @@ def test_run_progress_is_counted_by_status(personas: Personas) -> None:
     run_refresh_progress(run_id=summary.run_id)
     run = Run.objects.get(pk=summary.run_id)
     assert (run.processed, run.state) == (5, "done")
+
+
+def test_enqueue_summary_reads_like_the_status_chips() -> None:
+    summary = EnqueueSummary(queued=10000, skipped={NO_CUSTOMER: 1200})
+    assert summary.describe() == (
+        f"Queued 10,000 projects for QBO. Skipped 1,200: {NO_CUSTOMER} (1,200)."
+    )
+    assert EnqueueSummary(queued=1).describe() == "Queued 1 project for QBO."

@@ -3,12 +3,15 @@ customer drop-downs, history rows, CSV safety and redaction."""
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 import pytest
 from django.db import connection
 from django.http import QueryDict
+from django.template import Context, Template
 from django.test.utils import CaptureQueriesContext
+from django.utils.html import escape
 
 from staging import selectors
 from staging.models import ChangeEvent, EventKind, StagedProject, StatusCountDelta, SyncStatus
@@ -223,6 +226,70 @@ def test_project_page_is_two_queries_and_clamps_the_page(
     assert [serial for serial, _ in page.rows()] == [7]
     assert names == [customer.display_name]
     assert (page.start_index, page.end_index) == (7, 7)
+
+
+ROW_URLS = {
+    key: f"/p/{key}/" for key in ("map", "retry", "customers", "history", "manual_map", "json")
+}
+
+
+def test_listed_rows_skip_the_json_payloads(
+    personas: Personas, django_assert_num_queries: Any
+) -> None:
+    StagedProjectFactory(
+        company=personas.company, source_payload={"big": "x" * 10_000}, last_request={"a": 1}
+    )
+
+    with django_assert_num_queries(2):  # counts, the page: nothing deferred is read
+        page = selectors.project_page(company=personas.company, filters=ProjectFilters())
+        rows = [selectors.project_row(p, serial=s, urls=ROW_URLS) for s, p in page.rows()]
+
+    assert {"source_payload", "last_request", "last_response", "address"} <= (
+        page.projects[0].get_deferred_fields()
+    )
+    assert [row.serial for row in rows] == ["1"]
+
+
+@pytest.mark.parametrize("month", range(1, 13))
+def test_row_dates_read_as_the_date_filter_shows_them(personas: Personas, month: int) -> None:
+    day = dt.date(987 if month == 2 else 2025, month, 9)
+    project = StagedProjectFactory(company=personas.company, start_date=day, end_date=None)
+
+    row = selectors.project_row(project, serial=0, urls=ROW_URLS)
+
+    shown = Template('{{ d|date:"M j, Y"|default:"—" }}').render(Context({"d": day}))
+    assert (row.start_label, row.end_label) == (shown, "—")
+
+
+def test_row_text_is_escaped_once_and_defaults_like_the_template(personas: Personas) -> None:
+    hostile = "<script>alert('x')</script> & \"co\""
+    project = StagedProjectFactory(
+        company=personas.company,
+        name=hostile,
+        number="",
+        linarc_id="lp-<1>",
+        project_status="",
+        problems=[{"message": "<b>too long</b>"}, {"code": "x"}, "plain", 3],
+        last_synced_at=dt.datetime(2025, 5, 1, 13, 45, tzinfo=dt.UTC),
+    )
+
+    row = selectors.project_row(project, serial=0, urls=ROW_URLS)
+    html = Template("{{ row.name }}|{{ row.name_label }}|{{ row.number_label }}").render(
+        Context({"row": row})
+    )
+
+    assert html == f"{escape(hostile)}|{escape(hostile)}|lp-&lt;1&gt;"
+    assert (row.serial, row.serial_label, row.project_status_label) == ("0", "•", "—")
+    assert row.problems == (
+        "&lt;b&gt;too long&lt;/b&gt;",
+        escape(str({"code": "x"})),
+        "plain",
+        "3",
+    )
+    assert row.problems_label == "4 problems"
+    assert row.last_synced_label == "May 1, 2025 13:45"
+    assert row.manual_map_url == "/p/manual_map/?serial=0"
+    assert not row.mapped
 
 
 @pytest.mark.parametrize(

@@ -117,6 +117,11 @@ def reliability_stack(
     # Slots a killed worker held and pauses a 429 set belong to the previous test.
     redis.Redis.from_url(server.url(1)).flushdb()
 
+    # Read before the settings change below: Celery's config reads Django's settings live,
+    # so read after, "saved" would be the private broker and the teardown would leave every
+    # later test publishing to it (on the embedded default, where no environment variable
+    # names the broker).
+    saved = (app.conf.broker_url, app.conf.task_default_queue, app.conf.broker_transport_options)
     settings.QBO_ENVIRONMENT = emulator.discovery_url
     settings.QBO_API_BASE_URL = emulator.api_base_url
     settings.QBO_CLIENT_ID = CLIENT_ID
@@ -128,7 +133,6 @@ def reliability_stack(
     settings.QBO_RATE_WINDOW_SECONDS = RATE_WINDOW_SECONDS
     oauth.clear_discovery_cache()
     qbo_services._limiter.cache_clear()
-    saved = (app.conf.broker_url, app.conf.task_default_queue, app.conf.broker_transport_options)
     monkeypatch.setenv("CELERY_BROKER_URL", server.url(0))
     for variable in ("CELERY_BROKER_WRITE_URL", "CELERY_BROKER_READ_URL"):
         monkeypatch.delenv(variable, raising=False)

@@ -21,7 +21,20 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from django.db import connections, transaction
-from django.db.models import Case, Count, F, IntegerField, OrderBy, Q, QuerySet, Value, When
+from django.db.models import (
+    Case,
+    Count,
+    F,
+    Func,
+    IntegerField,
+    OrderBy,
+    Q,
+    QuerySet,
+    TextField,
+    Value,
+    When,
+)
+from django.db.models.functions import Upper
 from django.utils import formats, timezone
 from django.utils.dates import MONTHS_3
 from django.utils.html import conditional_escape
@@ -135,13 +148,38 @@ def _search_q(text: str) -> Q:
     return Q(name__icontains=text) | Q(number__icontains=text) | Q(client_name__icontains=text)
 
 
+SEARCH_KEY_SEPARATOR = "\x1f"  # between the fields in staging_search_key (migration 0007)
+
+
+class SearchKey(Func):
+    """``staging_search_key(name, number, client_name)``: the three searched columns in
+    upper case, as the trigram index of migration 0007 holds them (PostgreSQL)."""
+
+    function = "staging_search_key"
+    output_field = TextField()
+
+    def __init__(self) -> None:
+        super().__init__(F("name"), F("number"), F("client_name"))
+
+
+def _searched(projects: QuerySet[StagedProject], text: str) -> QuerySet[StagedProject]:
+    """The projects whose name, number or client name contains ``text``, any case."""
+    if connections[projects.db].vendor != "postgresql":
+        return projects.filter(_search_q(text))
+    # contains (LIKE) with the pattern's wildcards escaped by Django; upper-cased by the
+    # database, as the key is, so both sides agree on every character. The key's field
+    # separator is taken out of the text, so a match never spans two fields.
+    pattern = Upper(Value(text.replace(SEARCH_KEY_SEPARATOR, "")))
+    return projects.alias(search_key=SearchKey()).filter(search_key__contains=pattern)
+
+
 def projects_matching(
     *, company: Company, filters: ProjectFilters, with_status: bool = True
 ) -> QuerySet[StagedProject]:
     """The company's projects matching the search (and the status chip, unless told not to)."""
-    projects = StagedProject.objects.for_company(company)
+    projects: QuerySet[StagedProject] = StagedProject.objects.for_company(company)
     if filters.q:
-        projects = projects.filter(_search_q(filters.q))
+        projects = _searched(projects, filters.q)
     if with_status and filters.status:
         projects = projects.filter(status=filters.status)
     return projects

@@ -218,8 +218,11 @@ def _storm(stack: Stack, size: int) -> dict[str, Any]:
             start_redis,
         ),
         Disruption("latency spike 2", _at(0.5), lambda: _latency_spike(stack, 2000, 8)),
+        # Right behind the spike, while its slow requests keep workers mid-task: later, a
+        # full batch window sends chunks as fast single requests and the rest of the run
+        # can finish before any worker is seen busy.
+        Disruption("kill worker 2", _at(0.5), lambda: _kill(stack)),
         Disruption("slow batches 2", _at(0.6), lambda: _latency_spike(stack, 2500, 4, "/batch")),
-        Disruption("kill worker 2", _at(0.6), lambda: _kill(stack)),
     ]
     drive = drive_until_settled(
         stack, ids, timeout=240 if size <= CI_PROJECTS else 900, disruptions=disruptions

@@ -114,16 +114,22 @@ _ADMITTED = 1
 _WAIT = 0
 _BATCH_FULL = -1
 
-# One admission attempt, atomically. Times are milliseconds on one clock: Redis TIME, or
-# ARGV[1] when the caller injects a clock (tests). Returns {code, ms}: admitted after ms (the
-# reserved moment; the caller sleeps until it), or wait ms and try again, or batch window full.
-# KEYS: pause, inflight, pace, window, batch. Members are the caller's token.
-_ACQUIRE_SCRIPT = """
+# Every script starts by reading the clock into `now` (milliseconds): ARGV[1] when the
+# caller injects one (tests), else Redis TIME, so all workers share one clock.
+_LUA_NOW = """
 local now = tonumber(ARGV[1])
 if now == nil then
   local t = redis.call('TIME')
   now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
-end
+end"""
+
+# One admission attempt, atomically. Times are milliseconds on one clock: Redis TIME, or
+# ARGV[1] when the caller injects a clock (tests). Returns {code, ms}: admitted after ms (the
+# reserved moment; the caller sleeps until it), or wait ms and try again, or batch window full.
+# KEYS: pause, inflight, pace, window, batch. Members are the caller's token.
+_ACQUIRE_SCRIPT = (
+    _LUA_NOW
+    + """
 local in_flight_max = tonumber(ARGV[2])
 local lease = tonumber(ARGV[3])
 local token = ARGV[4]
@@ -180,13 +186,11 @@ if batch then
 end
 return {1, tostring(start - now)}
 """
+)
 # Extend a pause, never shorten it: two 429s in a row keep the later deadline.
-_PAUSE_SCRIPT = """
-local now = tonumber(ARGV[1])
-if now == nil then
-  local t = redis.call('TIME')
-  now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
-end
+_PAUSE_SCRIPT = (
+    _LUA_NOW
+    + """
 local ms = tonumber(ARGV[2])
 local until_ms = now + ms
 if tonumber(redis.call('GET', KEYS[1]) or '0') < until_ms then
@@ -194,23 +198,20 @@ if tonumber(redis.call('GET', KEYS[1]) or '0') < until_ms then
 end
 return 1
 """
-_PAUSE_REMAINING_SCRIPT = """
-local now = tonumber(ARGV[1])
-if now == nil then
-  local t = redis.call('TIME')
-  now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
-end
+)
+_PAUSE_REMAINING_SCRIPT = (
+    _LUA_NOW
+    + """
 return tostring(math.max(0, tonumber(redis.call('GET', KEYS[1]) or '0') - now))
 """
-_IN_FLIGHT_SCRIPT = """
-local now = tonumber(ARGV[1])
-if now == nil then
-  local t = redis.call('TIME')
-  now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
-end
+)
+_IN_FLIGHT_SCRIPT = (
+    _LUA_NOW
+    + """
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
 return redis.call('ZCARD', KEYS[1])
 """
+)
 
 
 @dataclass(frozen=True)

@@ -2,10 +2,14 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.db import models
-from django.db.models import F
+from django.db.models import F, Value
+from django.db.models.functions import Concat, Upper
 from django.utils import timezone
 
 from integrations.models import Company, QboCustomer
+
+# Between the fields of StagedProject.search_key (\x1f, the unit separator).
+SEARCH_KEY_SEPARATOR = "\x1f"
 
 
 class SyncStatus(models.TextChoices):
@@ -80,6 +84,25 @@ class StagedProject(models.Model):
 
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(default=timezone.now)
+
+    # What the Projects tab's search reads (staging.selectors.projects_matching): the three
+    # searched columns in upper case, computed and stored by the database on every write
+    # (never written by the application), with a trigram index on PostgreSQL (migration
+    # 0008). The separator keeps a match from spanning two fields.
+    search_key = models.GeneratedField(
+        expression=Upper(
+            Concat(
+                "name",
+                Value(SEARCH_KEY_SEPARATOR),
+                "number",
+                Value(SEARCH_KEY_SEPARATOR),
+                "client_name",
+                output_field=models.TextField(),
+            )
+        ),
+        output_field=models.TextField(),
+        db_persist=True,
+    )
 
     objects = StagedProjectQuerySet.as_manager()
 

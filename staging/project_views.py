@@ -142,9 +142,10 @@ class SortHeader:
 class Chip:
     status: str
     label: str
-    count: int
+    count: int | None  # None: not counted (a search matching over SEARCH_COUNT_LIMIT rows)
     url: str
     current: bool
+    at_least: bool = False  # more than ``count`` match
 
 
 @dataclass(frozen=True)
@@ -178,6 +179,7 @@ def _chips(page: ProjectPage) -> list[Chip]:
             c.count,
             _list_url(filters, status=c.status, page=1),
             c.status == filters.status,
+            c.at_least,
         )
         for c in selectors.status_chips(page.counts)
     ]
@@ -200,7 +202,11 @@ def _pager(page: ProjectPage) -> dict[str, Any]:
 
 
 def _status_bar_context(request: HttpRequest, page: ProjectPage) -> dict[str, Any]:
-    return {"chips": _chips(page), "workers_online": workers_online()}
+    return {
+        "chips": _chips(page),
+        "workers_online": workers_online(),
+        "search_count_limit": selectors.SEARCH_COUNT_LIMIT,
+    }
 
 
 def _status_bar_only(request: HttpRequest, filters: ProjectFilters) -> dict[str, Any]:

@@ -15,7 +15,9 @@ import html
 import json
 import math
 import re
-from collections.abc import Iterable, Mapping
+from collections import Counter
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -25,12 +27,10 @@ from django.db.models import (
     Case,
     Count,
     F,
-    Func,
     IntegerField,
     OrderBy,
     Q,
     QuerySet,
-    TextField,
     Value,
     When,
 )
@@ -41,7 +41,15 @@ from django.utils.html import conditional_escape
 from django.utils.safestring import SafeString
 
 from integrations.models import Company, QboCustomer
-from staging.models import ChangeEvent, Run, RunKind, RunState, StagedProject, SyncStatus
+from staging.models import (
+    SEARCH_KEY_SEPARATOR,
+    ChangeEvent,
+    Run,
+    RunKind,
+    RunState,
+    StagedProject,
+    SyncStatus,
+)
 from staging.services import status_counts
 
 PAGE_SIZE = 50
@@ -49,6 +57,9 @@ PAGE_SIZE = 50
 DEEP_PAGE_OFFSET = 1000
 CUSTOMER_OPTIONS_LIMIT = 20
 MAX_SEARCH_LENGTH = 200
+# A search's matches are counted up to this many; past it the list says "more than 1,000"
+# (staging.selectors.project_status_counts).
+SEARCH_COUNT_LIMIT = 1000
 # A selection posted as explicit ids is capped; "Select All" posts the filter instead.
 MAX_SELECTED_IDS = 5000
 _MAX_PK = 2**63 - 1
@@ -144,33 +155,17 @@ def _without_nul(text: str) -> str:
     return text.replace("\x00", "")
 
 
-def _search_q(text: str) -> Q:
-    return Q(name__icontains=text) | Q(number__icontains=text) | Q(client_name__icontains=text)
-
-
-SEARCH_KEY_SEPARATOR = "\x1f"  # between the fields in staging_search_key (migration 0007)
-
-
-class SearchKey(Func):
-    """``staging_search_key(name, number, client_name)``: the three searched columns in
-    upper case, as the trigram index of migration 0007 holds them (PostgreSQL)."""
-
-    function = "staging_search_key"
-    output_field = TextField()
-
-    def __init__(self) -> None:
-        super().__init__(F("name"), F("number"), F("client_name"))
-
-
 def _searched(projects: QuerySet[StagedProject], text: str) -> QuerySet[StagedProject]:
-    """The projects whose name, number or client name contains ``text``, any case."""
-    if connections[projects.db].vendor != "postgresql":
-        return projects.filter(_search_q(text))
-    # contains (LIKE) with the pattern's wildcards escaped by Django; upper-cased by the
-    # database, as the key is, so both sides agree on every character. The key's field
-    # separator is taken out of the text, so a match never spans two fields.
+    """The projects whose name, number or client name contains ``text``, any case.
+
+    Reads the stored ``search_key`` column (the three fields upper-cased, migration 0008;
+    a trigram index on PostgreSQL): contains (LIKE) with the pattern's wildcards escaped by
+    Django, upper-cased by the database as the key is, so both sides agree on every
+    character. The key's field separator is taken out of the text, so a match never spans
+    two fields.
+    """
     pattern = Upper(Value(text.replace(SEARCH_KEY_SEPARATOR, "")))
-    return projects.alias(search_key=SearchKey()).filter(search_key__contains=pattern)
+    return projects.filter(search_key__contains=pattern)
 
 
 def projects_matching(
@@ -189,19 +184,40 @@ def projects_matching(
 class StatusCount:
     status: str  # "" for All
     label: str
-    count: int
+    count: int | None  # None: not counted (a search matched more than SEARCH_COUNT_LIMIT)
+    at_least: bool = False  # more than ``count`` match
 
 
-def project_status_counts(*, company: Company, filters: ProjectFilters) -> dict[str, int]:
-    """Rows per status for the current search, in ONE query; "" holds the total.
+class StatusCounts(dict[str, int]):
+    """Projects per status ("" = all of them) for the list's search.
+
+    Without a search every status is counted. A search is counted only up to
+    SEARCH_COUNT_LIMIT matches: past that, "" (and the chosen status, if any) hold the limit
+    and are named in ``at_least``, and the other statuses are missing (not counted).
+    """
+
+    def __init__(self, counts: Mapping[str, int], at_least: Iterable[str] = ()) -> None:
+        super().__init__(counts)
+        self.at_least = frozenset(at_least)
+
+
+def project_status_counts(*, company: Company, filters: ProjectFilters) -> StatusCounts:
+    """Rows per status for the current search; "" holds the total.
 
     Without a search, on PostgreSQL, the counts are the ones the database keeps up to date
     in the same transaction as every write (StatusCountDelta): a few rows summed instead of
-    every project counted. A search counts its matches (found through the trigram indexes).
+    every project counted. A search reads the status of at most SEARCH_COUNT_LIMIT + 1 of
+    its matches (found through the trigram index when they are few, by the first rows read
+    when they are many), so its cost never grows with the company's row count; only when
+    more match, and a status chip is chosen, is that status counted the same way (a second
+    query).
     """
     counts = {s.value: 0 for s in STATUS_ORDER}
+    if filters.q:
+        with _search_reads():
+            return _search_counts(company=company, filters=filters)
     rows: Iterable[tuple[str, int]]
-    if not filters.q and status_counts.status_counts_supported():
+    if status_counts.status_counts_supported():
         maintained, delta_rows = status_counts.status_counts_read(company_id=company.pk)
         if delta_rows > status_counts.COMPACT_AFTER:
             # Every write statement adds a delta row or two; fold them now and then so
@@ -209,8 +225,8 @@ def project_status_counts(*, company: Company, filters: ProjectFilters) -> dict[
             status_counts.status_counts_compact(company_id=company.pk)
         rows = maintained.items()
     else:
-        rows = _counted_serially(
-            projects_matching(company=company, filters=filters, with_status=False)
+        rows = (
+            StagedProject.objects.for_company(company)
             .order_by()
             .values_list("status")
             .annotate(n=Count("id"))
@@ -218,27 +234,51 @@ def project_status_counts(*, company: Company, filters: ProjectFilters) -> dict[
     for status, n in rows:
         counts[status] = counts.get(status, 0) + n
     counts[""] = sum(counts.values())
-    return counts
+    return StatusCounts(counts)
 
 
-def _counted_serially(rows: QuerySet[Any, tuple[str, int]]) -> list[tuple[str, int]]:
-    """Run a grouped count without parallel workers (PostgreSQL). A broad search counts a
-    large share of the rows, which PostgreSQL parallelises: starting the workers cost more
-    than they saved (29 vs 17 ms for 16,700 of 100,000 rows, measured with the per-column
-    indexes before migration 0007), and with two web workers on two CPUs the extra
-    processes only queued behind each other."""
-    connection = connections[rows.db]
+def _search_counts(*, company: Company, filters: ProjectFilters) -> StatusCounts:
+    matching = projects_matching(company=company, filters=filters, with_status=False)
+    statuses = _first_statuses(matching)
+    if len(statuses) <= SEARCH_COUNT_LIMIT:
+        counts = {s.value: 0 for s in STATUS_ORDER} | Counter(statuses)
+        return StatusCounts({**counts, "": len(statuses)})
+    # More match than are counted: the total is "more than the limit", the statuses are not
+    # counted, except the chosen one, the same way (the pager needs its total).
+    limited = {"": SEARCH_COUNT_LIMIT}
+    at_least = {""}
+    if filters.status:
+        n = len(_first_statuses(matching.filter(status=filters.status)))
+        limited[filters.status] = min(n, SEARCH_COUNT_LIMIT)
+        if n > SEARCH_COUNT_LIMIT:
+            at_least.add(filters.status)
+    return StatusCounts(limited, at_least)
+
+
+def _first_statuses(matching: QuerySet[StagedProject]) -> list[str]:
+    """The status of up to SEARCH_COUNT_LIMIT + 1 of ``matching``, in no order."""
+    return list(matching.order_by().values_list("status", flat=True)[: SEARCH_COUNT_LIMIT + 1])
+
+
+@contextmanager
+def _search_reads() -> Iterator[None]:
+    """A search's status reads run without PostgreSQL's parallel workers: the read stops at
+    the limit (or finds its few matches in the trigram index), and with two web workers on
+    two CPUs extra processes would only queue behind each other."""
+    connection = connections[StagedProject.objects.db]
     if connection.vendor != "postgresql":
-        return list(rows)
-    with transaction.atomic(using=rows.db), connection.cursor() as cursor:
+        yield
+        return
+    with transaction.atomic(using=connection.alias), connection.cursor() as cursor:
         cursor.execute("SET LOCAL max_parallel_workers_per_gather = 0")
-        return list(rows)
+        yield
 
 
-def status_chips(counts: Mapping[str, int]) -> list[StatusCount]:
-    chips = [StatusCount("", "All", counts.get("", 0))]
-    chips.extend(StatusCount(s.value, s.label, counts.get(s.value, 0)) for s in STATUS_ORDER)
-    return chips
+def status_chips(counts: StatusCounts) -> list[StatusCount]:
+    return [
+        StatusCount(status, label, counts.get(status), status in counts.at_least)
+        for status, label in [("", "All"), *((s.value, s.label) for s in STATUS_ORDER)]
+    ]
 
 
 # Columns that are never NULL: descending, they are ordered without NULLS LAST (the same
@@ -273,16 +313,22 @@ class PageLink:
 class ProjectPage:
     projects: list[StagedProject]
     filters: ProjectFilters
-    counts: dict[str, int]
-    total: int  # rows matching search + status (across all pages)
+    counts: StatusCounts
+    total: int  # rows matching search + status (across all pages), or at least this many
     number: int
-    num_pages: int
+    num_pages: int  # with total_at_least, the pages known so far: this one, or the next
     page_size: int = PAGE_SIZE
     links: list[PageLink] = field(default_factory=list)
+    total_at_least: bool = False  # a search matched more than SEARCH_COUNT_LIMIT rows
 
     @property
     def start_index(self) -> int:
-        return (self.number - 1) * self.page_size + 1 if self.total else 0
+        return (self.number - 1) * self.page_size + 1 if self.projects else 0
+
+    @property
+    def failed_count(self) -> int | None:
+        """Failed rows matching the search (None: not counted, there may be some)."""
+        return self.counts.get(SyncStatus.FAILED.value)
 
     @property
     def end_index(self) -> int:
@@ -479,24 +525,38 @@ def project_page(
     *, company: Company, filters: ProjectFilters, page_size: int = PAGE_SIZE
 ) -> ProjectPage:
     """One page of the list: two queries (the counts, then the page) whatever the row count;
-    three for a deep page (its ids, then its rows)."""
+    three for a deep page (its ids, then its rows), one more for a chip chosen on a search
+    matching more than SEARCH_COUNT_LIMIT rows."""
     counts = project_status_counts(company=company, filters=filters)
-    total = counts[filters.status] if filters.status else counts[""]
-    num_pages = max(1, math.ceil(total / page_size))
-    number = min(filters.page, num_pages)
+    key = filters.status or ""
+    total = counts[key]
+    total_at_least = key in counts.at_least
+    if total_at_least:
+        # How many pages there are is not known: any page may be asked for, and one row
+        # more than a page is read to tell whether a next one exists.
+        number = filters.page
+        wanted = page_size + 1
+    else:
+        number = min(filters.page, max(1, math.ceil(total / page_size)))
+        wanted = page_size
     matching = projects_matching(company=company, filters=filters)
     if filters.sort_key == "status":
         matching = matching.annotate(status_rank=_status_rank())
     ordered = matching.order_by(*_ordering(filters))
     offset = (number - 1) * page_size
     if offset < DEEP_PAGE_OFFSET:
-        rows = list(_listed(ordered)[offset : offset + page_size])
+        rows = list(_listed(ordered)[offset : offset + wanted])
     else:
         # A deep page: OFFSET walks the skipped rows, so walk only an index (the page's ids,
         # an index-only scan of the sort's index), then load the 50 rows with their customer.
-        ids = list(ordered.values_list("id", flat=True)[offset : offset + page_size])
+        ids = list(ordered.values_list("id", flat=True)[offset : offset + wanted])
         by_id = {p.pk: p for p in _listed(StagedProject.objects.filter(pk__in=ids))}
         rows = [by_id[pk] for pk in ids if pk in by_id]
+    if total_at_least:
+        num_pages = number + 1 if len(rows) > page_size else number
+        rows = rows[:page_size]
+    else:
+        num_pages = max(1, math.ceil(total / page_size))
     return ProjectPage(
         projects=rows,
         filters=filters,
@@ -506,6 +566,7 @@ def project_page(
         num_pages=num_pages,
         page_size=page_size,
         links=_page_links(number, num_pages),
+        total_at_least=total_at_least,
     )
 
 

@@ -470,7 +470,7 @@ def _insert_new_rows_pg(
     array_params: list[Any] = []
     constant_params: list[Any] = []
     for model_field in StagedProject._meta.concrete_fields:
-        if model_field.primary_key:
+        if model_field.primary_key or model_field.generated:  # the database fills these
             continue
         cast = model_field.db_type(connection)
         columns.append(quote(model_field.column))

@@ -90,8 +90,10 @@
     }
     bar.hidden = false;
     if (state.all) {
-      text.textContent =
-        count === 1
+      const atLeast = ($("results") || {}).dataset?.totalAtLeast;
+      text.textContent = atLeast
+        ? `All matching projects (more than ${number(count)}) are selected.`
+        : count === 1
           ? "The 1 matching project is selected."
           : `All ${number(count)} matching projects are selected.`;
     } else {

@@ -29,7 +29,9 @@ def statements(model: Any, fields: list[Any]) -> int:
 
 
 def page_query_budget() -> int:
-    project_fields = [f for f in StagedProject._meta.concrete_fields if not f.primary_key]
+    project_fields = [
+        f for f in StagedProject._meta.concrete_fields if not (f.primary_key or f.generated)
+    ]
     event_fields = [f for f in ChangeEvent._meta.concrete_fields if not f.primary_key]
     # A page of new projects, or of edited ones (an INSERT … ON CONFLICT DO UPDATE), plus
     # their Change History.

@@ -158,6 +158,43 @@ def test_counts_follow_the_search(personas: Personas, operator: Client) -> None:
     assert re.search(r'chip-failed".*?chip-count">1<', html, re.S)
 
 
+def test_a_search_matching_more_than_the_limit_says_more_than(
+    personas: Personas, operator: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(selectors, "SEARCH_COUNT_LIMIT", 60)
+    StagedProjectFactory.create_batch(
+        62, company=personas.company, name="Harbor", status=SyncStatus.FAILED
+    )
+    make(personas.company, name="Harbor Synced", status=SyncStatus.SYNCED)
+
+    html = operator.get(LIST_URL, {"q": "harbor"}, headers=HX).content.decode()
+    assert re.search(r'chip-all active.*?chip-count">60\+<', html, re.S)
+    # A status not counted shows no number, and says why.
+    failed_chip = re.search(r'<a [^>]*class="chip chip-failed[^>]*>(.*?)</a>', html, re.S)
+    assert failed_chip and "chip-count" not in failed_chip.group(1)
+    assert 'title="More than 60 projects match this search: choose Failed' in html
+    assert "Showing 1–50 of more than 60 projects" in html
+    assert 'data-total-at-least="1"' in html
+    assert "Next ›</a>" in html and "Last »" not in html  # the last page is not known
+    # Retry all failed is offered (there may be failed matches), without a count.
+    assert 'id="retry-failed">Retry all failed\n' in html or "Retry all failed</button>" in html
+    assert 'hx-confirm="Retry every failed project matching this view?"' in html
+
+    # The chosen chip is counted: 62 failed, more than 60.
+    html = operator.get(LIST_URL, {"q": "harbor", "status": "failed"}, headers=HX).content.decode()
+    assert re.search(r'chip-failed active.*?chip-count">60\+<', html, re.S)
+    html = operator.get(
+        LIST_URL, {"q": "harbor", "status": "failed", "page": "2"}, headers=HX
+    ).content.decode()
+    assert "Showing 51–62 of more than 60 projects" in html and "Next ›</a>" not in html
+    html = operator.get(LIST_URL, {"q": "harbor", "status": "synced"}, headers=HX).content.decode()
+    assert re.search(r'chip-synced active.*?chip-count">1<', html, re.S)
+    assert "Showing 1–1 of 1 project<" in html or "Showing 1–1 of 1 project\n" in html
+    # Past the end of a search whose pages are not counted: an empty page, never a 500.
+    html = operator.get(LIST_URL, {"q": "harbor", "page": "9"}, headers=HX).content.decode()
+    assert "No projects on this page" in html and "‹ Prev</a>" in html
+
+
 @pytest.mark.parametrize(
     ("sort", "expected"),
     [
@@ -292,7 +329,9 @@ def bulk_stage(company: Any, customer: Any, *, base: int = 1563, doublings: int 
         batch_size=500,
     )
     table = StagedProject._meta.db_table
-    columns = [f.column for f in StagedProject._meta.concrete_fields if f.column != "id"]
+    columns = [
+        f.column for f in StagedProject._meta.concrete_fields if not (f.primary_key or f.generated)
+    ]
     renamed = {c: f"{c} || '-{{n}}'" for c in ("linarc_id", "number", "name")}
     with connection.cursor() as cursor:
         for n in range(doublings):
@@ -336,16 +375,29 @@ def test_fifty_thousand_rows_render_one_page_in_bounded_queries(
     html = response.content.decode()
     assert response.status_code == 200
     assert 0 < len(row_ids(html)) <= 50
-    row_queries = [
-        q["sql"]
-        for q in queries.captured_queries
-        if 'FROM "staging_stagedproject"' in q["sql"] and "COUNT(" not in q["sql"]
+    statements = [q["sql"] for q in queries.captured_queries]
+    status_reads = [
+        sql
+        for sql in statements
+        if re.match(r'SELECT "staging_stagedproject"\."status"( AS "status")? FROM', sql)
     ]
-    # One read of project rows, and it is a page (LIMIT 50), never the table. A deep page
-    # reads the page's ids first (LIMIT 50), then those rows by id.
+    row_queries = [
+        sql
+        for sql in statements
+        if 'FROM "staging_stagedproject"' in sql and "COUNT(" not in sql and sql not in status_reads
+    ]
+    # A search counts at most SEARCH_COUNT_LIMIT + 1 matches, never all of them ('harbor'
+    # matches 1 row in 7 here, over 7,000): the statuses of the first 1,001, then, since more
+    # match, those of the chosen chip.
+    limit = selectors.SEARCH_COUNT_LIMIT + 1
+    assert len(status_reads) == (2 if params.get("q") else 0)
+    assert all(sql.endswith(f"LIMIT {limit}") for sql in status_reads), status_reads
+    # One read of project rows, and it is a page (LIMIT 50, or 51 when the count stopped at
+    # the limit: the extra row tells whether a next page exists), never the table. A deep
+    # page reads the page's ids first, then those rows by id.
     deep = (int(params.get("page", 1)) - 1) * 50 >= selectors.DEEP_PAGE_OFFSET
     assert len(row_queries) == (2 if deep else 1)
-    assert "LIMIT 50" in row_queries[0]
+    assert re.search(r"LIMIT 5[01]( OFFSET \d+)?$", row_queries[0]), row_queries[0]
     if deep:
         assert re.match(r'SELECT "staging_stagedproject"\."id"( AS "id")? FROM', row_queries[0])
         assert "LIMIT" not in row_queries[1]

@@ -4,6 +4,7 @@ customer drop-downs, history rows, CSV safety and redaction."""
 from __future__ import annotations
 
 import datetime as dt
+import re
 from typing import Any
 
 import pytest
@@ -70,7 +71,7 @@ def test_posted_ids_are_capped() -> None:
     assert len(ids) == selectors.MAX_SELECTED_IDS
 
 
-def test_status_counts_are_one_grouped_query(personas: Personas) -> None:
+def test_search_counts_are_one_limited_read(personas: Personas) -> None:
     for status in (SyncStatus.FAILED, SyncStatus.FAILED, SyncStatus.SYNCED):
         StagedProjectFactory(company=personas.company, status=status, name="Harbor")
     StagedProjectFactory(company=personas.company, name="Other")
@@ -81,10 +82,12 @@ def test_status_counts_are_one_grouped_query(personas: Personas) -> None:
             company=personas.company, filters=ProjectFilters(status="synced", q="harbor")
         )
 
-    # One SELECT; on PostgreSQL it runs with parallel workers off (SET LOCAL, in a
-    # transaction, see selectors._counted_serially).
+    # One SELECT of at most SEARCH_COUNT_LIMIT + 1 statuses; on PostgreSQL it runs with
+    # parallel workers off (SET LOCAL, in a transaction, see
+    # selectors._search_reads).
     selects = [q["sql"] for q in queries.captured_queries if q["sql"].startswith("SELECT")]
-    assert len(selects) == 1 and "GROUP BY" in selects[0]
+    assert len(selects) == 1
+    assert selects[0].endswith(f"LIMIT {selectors.SEARCH_COUNT_LIMIT + 1}")
     others = [q["sql"] for q in queries.captured_queries if not q["sql"].startswith("SELECT")]
     assert all(sql.startswith(("SET LOCAL", "SAVEPOINT", "RELEASE SAVEPOINT")) for sql in others)
 
@@ -96,6 +99,76 @@ def test_status_counts_are_one_grouped_query(personas: Personas) -> None:
         "failed": 2,
         "": 3,
     }
+    assert counts.at_least == frozenset()
+
+
+def _harbor_rows(personas: Personas, statuses: dict[SyncStatus, int]) -> None:
+    for status, n in statuses.items():
+        for _ in range(n):
+            StagedProjectFactory(company=personas.company, status=status, name="Harbor Point")
+    StagedProjectFactory(company=personas.company, status=SyncStatus.FAILED, name="Dock")
+
+
+def test_a_search_matching_more_than_the_limit_says_at_least(
+    personas: Personas, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past SEARCH_COUNT_LIMIT matches the total is a lower bound and the statuses are not
+    counted, except the chosen chip's, itself counted up to the limit."""
+    monkeypatch.setattr(selectors, "SEARCH_COUNT_LIMIT", 5)
+    _harbor_rows(personas, {SyncStatus.SYNCED: 6, SyncStatus.FAILED: 2})
+
+    counts = selectors.project_status_counts(
+        company=personas.company, filters=ProjectFilters(q="harbor")
+    )
+    assert counts == {"": 5} and counts.at_least == {""}
+
+    failed = selectors.project_status_counts(
+        company=personas.company, filters=ProjectFilters(q="harbor", status="failed")
+    )
+    assert failed == {"": 5, "failed": 2} and failed.at_least == {""}
+
+    synced = selectors.project_status_counts(
+        company=personas.company, filters=ProjectFilters(q="harbor", status="synced")
+    )
+    assert synced == {"": 5, "synced": 5} and synced.at_least == {"", "synced"}
+
+    chips = {c.status: (c.count, c.at_least) for c in selectors.status_chips(synced)}
+    assert chips == {
+        "": (5, True),
+        "needs_action": (None, False),
+        "needs_sync": (None, False),
+        "queued": (None, False),
+        "synced": (5, True),
+        "failed": (None, False),
+    }
+
+    # At the limit exactly, everything is counted.
+    monkeypatch.setattr(selectors, "SEARCH_COUNT_LIMIT", 8)
+    exact = selectors.project_status_counts(
+        company=personas.company, filters=ProjectFilters(q="harbor")
+    )
+    assert exact["synced"] == 6 and exact["failed"] == 2 and exact[""] == 8
+    assert exact.at_least == frozenset()
+
+
+def test_a_page_past_the_search_limit_knows_only_whether_a_next_one_exists(
+    personas: Personas, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(selectors, "SEARCH_COUNT_LIMIT", 5)
+    _harbor_rows(personas, {SyncStatus.SYNCED: 7})
+    pages = [
+        selectors.project_page(
+            company=personas.company, filters=ProjectFilters(q="harbor", page=n), page_size=3
+        )
+        for n in (1, 2, 3, 4)
+    ]
+    assert [p.total_at_least for p in pages] == [True] * 4
+    assert [len(p.projects) for p in pages] == [3, 3, 1, 0]
+    assert [p.has_next for p in pages] == [True, True, False, False]
+    assert [p.number for p in pages] == [1, 2, 3, 4]  # not clamped to a counted last page
+    assert [p.start_index for p in pages[:3]] == [1, 4, 7]
+    seen = [p.pk for page in pages for p in page.projects]
+    assert len(seen) == len(set(seen)) == 7
 
 
 def _counted_by_rows(company: Any) -> dict[str, int]:
@@ -425,11 +498,22 @@ def test_json_documents_are_pretty_and_empty_when_missing(personas: Personas) ->
     assert docs[2].text == "" and docs[3].text == ""
 
 
+def _rows_read(plan: str) -> int:
+    """Rows the plan's scans produced plus those they filtered out (EXPLAIN ANALYZE)."""
+    produced = sum(
+        int(n) for n in re.findall(r"Scan on staging_stagedproject .*?rows=(\d+) loops", plan)
+    )
+    removed = sum(
+        int(n) for n in re.findall(r"Rows Removed by (?:Filter|Index Recheck): (\d+)", plan)
+    )
+    return produced + removed
+
+
 @pytest.mark.skipif(connection.vendor != "postgresql", reason="trigram indexes are PostgreSQL's")
-def test_a_broad_search_is_counted_through_the_trigram_index(personas: Personas) -> None:
-    """With statistics saying 1 row in 6 matches, PostgreSQL would filter every row with
-    UPPER() if it priced it at one operator (4x slower at 100,000 rows); the search key
-    declares its cost, so the count reads the trigram index, and counts the same."""
+def test_searches_read_their_few_matches_or_stop_at_the_limit(personas: Personas) -> None:
+    """At 24,000 rows: a selective search finds its matches in the trigram index over the
+    stored search key (migration 0008); a broad one (1 row in 6) reads its statuses until
+    SEARCH_COUNT_LIMIT + 1 matches, not the 4,000 matches nor the 24,000 rows."""
     StagedProject.objects.bulk_create(
         StagedProject(
             company=personas.company,
@@ -442,17 +526,43 @@ def test_a_broad_search_is_counted_through_the_trigram_index(personas: Personas)
         for n in range(24_000)
     )
     with connection.cursor() as cursor:
+        # What autovacuum does after a bulk insert: the trigram index's pending list is
+        # merged (until then PostgreSQL cannot price the index), and statistics taken.
+        cursor.execute("SELECT gin_clean_pending_list('staged_search')")
         cursor.execute(f"ANALYZE {StagedProject._meta.db_table}")
-    filters = ProjectFilters(q="harbor")
-    matching = selectors.projects_matching(
-        company=personas.company, filters=filters, with_status=False
-    )
-    plan = matching.order_by().values_list("status").annotate(n=selectors.Count("id")).explain()
-    assert "staged_search_key" in plan, plan
 
-    counts = selectors.project_status_counts(company=personas.company, filters=filters)
-    assert counts[""] == 4_000
-    assert counts[SyncStatus.FAILED] == 4_000  # every 6th row is even
+    def status_read_plan(text: str) -> str:
+        """EXPLAIN ANALYZE of the status read project_status_counts runs, as it runs it."""
+        matching = selectors.projects_matching(
+            company=personas.company, filters=ProjectFilters(q=text), with_status=False
+        )
+        read = matching.order_by().values_list("status", flat=True)
+        with selectors._search_reads():
+            return read[: selectors.SEARCH_COUNT_LIMIT + 1].explain(analyze=True)
+
+    selective = status_read_plan("P-1234")
+    assert "on staged_search " in selective, selective
+    assert _rows_read(selective) < 50, selective
+
+    broad = status_read_plan("harbor")
+    assert _rows_read(broad) < 12_000, broad
+
+    counts = selectors.project_status_counts(
+        company=personas.company, filters=ProjectFilters(q="harbor")
+    )
+    assert counts == {"": selectors.SEARCH_COUNT_LIMIT} and counts.at_least == {""}
+    failed = selectors.project_status_counts(
+        company=personas.company, filters=ProjectFilters(q="P-1234", status="failed")
+    )
+    # P-1234 and P-12340..P-12349: the even ones are Failed
+    assert failed == {
+        "": 11,
+        "needs_action": 0,
+        "needs_sync": 0,
+        "queued": 0,
+        "synced": 5,
+        "failed": 6,
+    }
 
 
 @pytest.mark.parametrize(

@@ -51,9 +51,13 @@ REQUESTS = {
     "first page": {},
     "status filter (Failed)": {"status": "failed"},
     "search ('harbor')": {"q": "harbor"},
+    "search + status chip ('harbor', Failed)": {"q": "harbor", "status": "failed"},
     "search, selective ('P-1234')": {"q": "P-1234"},
     "sort (start date, desc)": {"sort": "-start_date"},
     "page 500": {"page": "500"},
+    # Outside the list: two letters that match nothing have no trigram for the
+    # index to look up, so PostgreSQL reads every row to find that out (docs/benchmarks.md).
+    "search, 2 letters matching nothing ('zq')": {"q": "zq"},
 }
 
 

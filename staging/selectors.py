@@ -196,9 +196,18 @@ class StatusCounts(dict[str, int]):
     and are named in ``at_least``, and the other statuses are missing (not counted).
     """
 
-    def __init__(self, counts: Mapping[str, int], at_least: Iterable[str] = ()) -> None:
+    def __init__(
+        self,
+        counts: Mapping[str, int],
+        at_least: Iterable[str] = (),
+        *,
+        listed_ids: list[int] | None = None,
+    ) -> None:
         super().__init__(counts)
         self.at_least = frozenset(at_least)
+        # A search whose listed rows (search + chosen chip) were all read while counting:
+        # their ids, so the page is read by id instead of by searching again.
+        self.listed_ids = listed_ids
 
 
 def project_status_counts(*, company: Company, filters: ProjectFilters) -> StatusCounts:
@@ -210,7 +219,8 @@ def project_status_counts(*, company: Company, filters: ProjectFilters) -> Statu
     its matches (found through the trigram index when they are few, by the first rows read
     when they are many), so its cost never grows with the company's row count; only when
     more match, and a status chip is chosen, is that status counted the same way (a second
-    query).
+    query). Each read takes the ids too, so a page of a search counted in full is read by id
+    (project_page), not by searching every row again.
     """
     counts = {s.value: 0 for s in STATUS_ORDER}
     if filters.q:
@@ -239,25 +249,27 @@ def project_status_counts(*, company: Company, filters: ProjectFilters) -> Statu
 
 def _search_counts(*, company: Company, filters: ProjectFilters) -> StatusCounts:
     matching = projects_matching(company=company, filters=filters, with_status=False)
-    statuses = _first_statuses(matching)
-    if len(statuses) <= SEARCH_COUNT_LIMIT:
-        counts = {s.value: 0 for s in STATUS_ORDER} | Counter(statuses)
-        return StatusCounts({**counts, "": len(statuses)})
+    first = _first_matches(matching)
+    if len(first) <= SEARCH_COUNT_LIMIT:
+        counts = {s.value: 0 for s in STATUS_ORDER} | Counter(status for _, status in first)
+        chosen = [pk for pk, status in first if status == filters.status or not filters.status]
+        return StatusCounts({**counts, "": len(first)}, listed_ids=chosen)
     # More match than are counted: the total is "more than the limit", the statuses are not
     # counted, except the chosen one, the same way (the pager needs its total).
     limited = {"": SEARCH_COUNT_LIMIT}
     at_least = {""}
-    if filters.status:
-        n = len(_first_statuses(matching.filter(status=filters.status)))
-        limited[filters.status] = min(n, SEARCH_COUNT_LIMIT)
-        if n > SEARCH_COUNT_LIMIT:
-            at_least.add(filters.status)
-    return StatusCounts(limited, at_least)
+    if not filters.status:
+        return StatusCounts(limited, at_least)
+    first = _first_matches(matching.filter(status=filters.status))
+    limited[filters.status] = min(len(first), SEARCH_COUNT_LIMIT)
+    if len(first) > SEARCH_COUNT_LIMIT:
+        return StatusCounts(limited, at_least | {filters.status})
+    return StatusCounts(limited, at_least, listed_ids=[pk for pk, _ in first])
 
 
-def _first_statuses(matching: QuerySet[StagedProject]) -> list[str]:
-    """The status of up to SEARCH_COUNT_LIMIT + 1 of ``matching``, in no order."""
-    return list(matching.order_by().values_list("status", flat=True)[: SEARCH_COUNT_LIMIT + 1])
+def _first_matches(matching: QuerySet[StagedProject]) -> list[tuple[int, str]]:
+    """(id, status) of up to SEARCH_COUNT_LIMIT + 1 of ``matching``, in no order."""
+    return list(matching.order_by().values_list("id", "status")[: SEARCH_COUNT_LIMIT + 1])
 
 
 @contextmanager
@@ -539,7 +551,11 @@ def project_page(
     else:
         number = min(filters.page, max(1, math.ceil(total / page_size)))
         wanted = page_size
-    matching = projects_matching(company=company, filters=filters)
+    matching: QuerySet[StagedProject]
+    if counts.listed_ids is not None:
+        matching = StagedProject.objects.for_company(company).filter(pk__in=counts.listed_ids)
+    else:
+        matching = projects_matching(company=company, filters=filters)
     if filters.sort_key == "status":
         matching = matching.annotate(status_rank=_status_rank())
     ordered = matching.order_by(*_ordering(filters))

@@ -594,3 +594,30 @@ def test_search_matches_name_number_or_client_any_case(
         company=personas.company, filters=ProjectFilters(q=text), with_status=False
     )
     assert {p.name for p in found} == expected
+
+
+def test_a_search_counted_in_full_reads_its_page_by_id(personas: Personas) -> None:
+    """The count read every match's id, so the page does not search the rows again: it
+    reads those ids (with the chosen chip, in the chosen order)."""
+    for name, status in [
+        ("Harbor A", SyncStatus.FAILED),
+        ("Harbor C", SyncStatus.FAILED),
+        ("Harbor B", SyncStatus.FAILED),
+        ("Harbor D", SyncStatus.SYNCED),
+        ("Dock", SyncStatus.FAILED),
+    ]:
+        StagedProjectFactory(company=personas.company, name=name, status=status)
+    StagedProjectFactory(company=personas.other_company, name="Harbor Z", status="failed")
+
+    filters = ProjectFilters(q="harbor", status="failed", sort="-name")
+    with CaptureQueriesContext(connection) as queries:
+        page = selectors.project_page(company=personas.company, filters=filters)
+
+    assert [p.name for p in page.projects] == ["Harbor C", "Harbor B", "Harbor A"]
+    assert page.total == 3 and not page.total_at_least
+    page_reads = [
+        q["sql"] for q in queries.captured_queries if q["sql"].startswith('SELECT "staging_s')
+    ][1:]  # after the count's read
+    assert len(page_reads) == 1
+    assert '"staging_stagedproject"."id" IN (' in page_reads[0]
+    assert "LIKE" not in page_reads[0]

@@ -217,10 +217,10 @@ def project_status_counts(*, company: Company, filters: ProjectFilters) -> Statu
     in the same transaction as every write (StatusCountDelta): a few rows summed instead of
     every project counted. A search reads the status of at most SEARCH_COUNT_LIMIT + 1 of
     its matches (found through the trigram index when they are few, by the first rows read
-    when they are many), so its cost never grows with the company's row count; only when
-    more match, and a status chip is chosen, is that status counted the same way (a second
-    query). Each read takes the ids too, so a page of a search counted in full is read by id
-    (project_page), not by searching every row again.
+    when they are many), so its cost never grows with the company's row count; a chosen
+    status chip is read first, the same way (the pager needs its count). Each read takes
+    the ids too, so a page of a search counted in full is read by id (project_page), not by
+    searching every row again.
     """
     counts = {s.value: 0 for s in STATUS_ORDER}
     if filters.q:
@@ -249,22 +249,27 @@ def project_status_counts(*, company: Company, filters: ProjectFilters) -> Statu
 
 def _search_counts(*, company: Company, filters: ProjectFilters) -> StatusCounts:
     matching = projects_matching(company=company, filters=filters, with_status=False)
+    limited, chosen = filters.status, None
+    if limited:
+        # The chosen chip first: the pager needs its count, and when more than the limit
+        # match it, more than the limit match the search too, so nothing else is read.
+        chosen = _first_matches(matching.filter(status=limited))
+        if len(chosen) > SEARCH_COUNT_LIMIT:
+            return StatusCounts(
+                {"": SEARCH_COUNT_LIMIT, limited: SEARCH_COUNT_LIMIT}, {"", limited}
+            )
     first = _first_matches(matching)
     if len(first) <= SEARCH_COUNT_LIMIT:
         counts = {s.value: 0 for s in STATUS_ORDER} | Counter(status for _, status in first)
-        chosen = [pk for pk, status in first if status == filters.status or not filters.status]
-        return StatusCounts({**counts, "": len(first)}, listed_ids=chosen)
-    # More match than are counted: the total is "more than the limit", the statuses are not
-    # counted, except the chosen one, the same way (the pager needs its total).
-    limited = {"": SEARCH_COUNT_LIMIT}
-    at_least = {""}
-    if not filters.status:
-        return StatusCounts(limited, at_least)
-    first = _first_matches(matching.filter(status=filters.status))
-    limited[filters.status] = min(len(first), SEARCH_COUNT_LIMIT)
-    if len(first) > SEARCH_COUNT_LIMIT:
-        return StatusCounts(limited, at_least | {filters.status})
-    return StatusCounts(limited, at_least, listed_ids=[pk for pk, _ in first])
+        listed = [pk for pk, status in first if not limited or status == limited]
+        return StatusCounts({**counts, "": len(first)}, listed_ids=listed)
+    # More match than are counted: the total is "more than the limit", and the statuses are
+    # not counted, except the chosen one.
+    if chosen is None:
+        return StatusCounts({"": SEARCH_COUNT_LIMIT}, {""})
+    return StatusCounts(
+        {"": SEARCH_COUNT_LIMIT, limited: len(chosen)}, {""}, listed_ids=[pk for pk, _ in chosen]
+    )
 
 
 def _first_matches(matching: QuerySet[StagedProject]) -> list[tuple[int, str]]:

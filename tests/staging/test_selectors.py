@@ -71,7 +71,7 @@ def test_posted_ids_are_capped() -> None:
     assert len(ids) == selectors.MAX_SELECTED_IDS
 
 
-def test_search_counts_are_one_limited_read(personas: Personas) -> None:
+def test_search_counts_are_limited_reads(personas: Personas) -> None:
     for status in (SyncStatus.FAILED, SyncStatus.FAILED, SyncStatus.SYNCED):
         StagedProjectFactory(company=personas.company, status=status, name="Harbor")
     StagedProjectFactory(company=personas.company, name="Other")
@@ -82,14 +82,21 @@ def test_search_counts_are_one_limited_read(personas: Personas) -> None:
             company=personas.company, filters=ProjectFilters(status="synced", q="harbor")
         )
 
-    # One SELECT of at most SEARCH_COUNT_LIMIT + 1 statuses; on PostgreSQL it runs with
-    # parallel workers off (SET LOCAL, in a transaction, see
-    # selectors._search_reads).
+    # Two SELECTs of at most SEARCH_COUNT_LIMIT + 1 rows: the chosen chip's matches, then
+    # all of them (one without a chip); on PostgreSQL they run with parallel workers off
+    # (SET LOCAL, in a transaction, see selectors._search_reads).
     selects = [q["sql"] for q in queries.captured_queries if q["sql"].startswith("SELECT")]
-    assert len(selects) == 1
-    assert selects[0].endswith(f"LIMIT {selectors.SEARCH_COUNT_LIMIT + 1}")
+    assert len(selects) == 2
+    assert all(sql.endswith(f"LIMIT {selectors.SEARCH_COUNT_LIMIT + 1}") for sql in selects)
+    assert """."status" = 'synced'""" in selects[0] and "'synced'" not in selects[1]
     others = [q["sql"] for q in queries.captured_queries if not q["sql"].startswith("SELECT")]
     assert all(sql.startswith(("SET LOCAL", "SAVEPOINT", "RELEASE SAVEPOINT")) for sql in others)
+
+    with CaptureQueriesContext(connection) as unchosen:
+        assert selectors.project_status_counts(
+            company=personas.company, filters=ProjectFilters(q="harbor")
+        ) == {**counts}
+    assert len([q for q in unchosen.captured_queries if q["sql"].startswith("SELECT")]) == 1
 
     assert counts == {
         "needs_action": 0,
@@ -615,9 +622,12 @@ def test_a_search_counted_in_full_reads_its_page_by_id(personas: Personas) -> No
 
     assert [p.name for p in page.projects] == ["Harbor C", "Harbor B", "Harbor A"]
     assert page.total == 3 and not page.total_at_least
+    limit = f"LIMIT {selectors.SEARCH_COUNT_LIMIT + 1}"
     page_reads = [
-        q["sql"] for q in queries.captured_queries if q["sql"].startswith('SELECT "staging_s')
-    ][1:]  # after the count's read
+        q["sql"]
+        for q in queries.captured_queries
+        if q["sql"].startswith('SELECT "staging_s') and not q["sql"].endswith(limit)
+    ]
     assert len(page_reads) == 1
     assert '"staging_stagedproject"."id" IN (' in page_reads[0]
     assert "LIKE" not in page_reads[0]

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.db import models
-from django.db.models import F, Value
+from django.db.models import F, Q, Value
 from django.db.models.functions import Concat, Upper
 from django.utils import timezone
 
@@ -28,7 +28,10 @@ class StagedProjectQuerySet(models.QuerySet["StagedProject"]):
 class StagedProject(models.Model):
     """One Linarc project in staging, and everything known about its QBO sub-customer."""
 
-    company = models.ForeignKey(Company, on_delete=models.CASCADE, related_name="staged_projects")
+    # No index of its own: every index of the table but one starts with the company.
+    company = models.ForeignKey(
+        Company, on_delete=models.CASCADE, related_name="staged_projects", db_index=False
+    )
     linarc_id = models.CharField(max_length=64)
 
     # Fields pulled from Linarc (the source of truth for these).
@@ -46,11 +49,23 @@ class StagedProject(models.Model):
     deleted_in_linarc = models.BooleanField(default=False)
 
     # The permanent mapping: set once, then refused by a database trigger (migration 0002).
+    # These three are empty on an imported row: their indexes (in Meta) hold only the rows
+    # that have one, so a first import does not write an entry per row into each.
     qbo_customer = models.ForeignKey(
-        QboCustomer, null=True, blank=True, on_delete=models.PROTECT, related_name="projects"
+        QboCustomer,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="projects",
+        db_index=False,
     )
     mapped_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        db_index=False,
     )
     mapped_at = models.DateTimeField(null=True, blank=True)
 
@@ -76,7 +91,12 @@ class StagedProject(models.Model):
     attempt_id = models.UUIDField(null=True, blank=True)
     lease_id = models.UUIDField(null=True, blank=True)
     sync_run = models.ForeignKey(
-        "Run", null=True, blank=True, on_delete=models.SET_NULL, related_name="projects"
+        "Run",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="projects",
+        db_index=False,
     )
     attempts = models.PositiveIntegerField(default=0)
     leased_until = models.DateTimeField(null=True, blank=True)
@@ -112,7 +132,23 @@ class StagedProject(models.Model):
         ]
         indexes = [
             models.Index(fields=["company", "status", "id"]),
-            models.Index(fields=["status", "leased_until"]),
+            # The reaper's (sync.projects_requeue_stale) and the claim's read: Queued rows.
+            models.Index(
+                fields=["status", "leased_until"],
+                condition=Q(status=SyncStatus.QUEUED),
+                name="staged_queued_lease",
+            ),
+            models.Index(
+                fields=["qbo_customer"],
+                condition=Q(qbo_customer__isnull=False),
+                name="staged_qbo_customer",
+            ),
+            models.Index(
+                fields=["mapped_by"], condition=Q(mapped_by__isnull=False), name="staged_mapped_by"
+            ),
+            models.Index(
+                fields=["sync_run"], condition=Q(sync_run__isnull=False), name="staged_sync_run"
+            ),
             # One index per sort the Projects tab offers (staging.selectors.SORT_COLUMNS), so
             # a sorted page reads 50 index entries instead of sorting every row. Name and
             # project status are NOT NULL, so one index serves both directions; the dates
@@ -173,7 +209,10 @@ class ChangeEvent(models.Model):
     """Append-only history of a staged project."""
 
     company = models.ForeignKey(Company, on_delete=models.CASCADE, related_name="+")
-    project = models.ForeignKey(StagedProject, on_delete=models.CASCADE, related_name="events")
+    # Indexed by (project, -at) in Meta, which also serves every lookup by project.
+    project = models.ForeignKey(
+        StagedProject, on_delete=models.CASCADE, related_name="events", db_index=False
+    )
     at = models.DateTimeField(default=timezone.now)
     actor = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"

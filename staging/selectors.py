@@ -333,7 +333,7 @@ class ProjectPage:
     counts: StatusCounts
     total: int  # rows matching search + status (across all pages), or at least this many
     number: int
-    num_pages: int  # with total_at_least, the pages known so far: this one, or the next
+    num_pages: int  # with total_at_least, the pages known so far
     page_size: int = PAGE_SIZE
     links: list[PageLink] = field(default_factory=list)
     total_at_least: bool = False  # a search matched more than SEARCH_COUNT_LIMIT rows
@@ -346,6 +346,11 @@ class ProjectPage:
     def failed_count(self) -> int | None:
         """Failed rows matching the search (None: not counted, there may be some)."""
         return self.counts.get(SyncStatus.FAILED.value)
+
+    @property
+    def failed_at_least(self) -> bool:
+        """More Failed rows match than failed_count (a search past SEARCH_COUNT_LIMIT)."""
+        return SyncStatus.FAILED.value in self.counts.at_least
 
     @property
     def end_index(self) -> int:
@@ -574,7 +579,10 @@ def project_page(
         by_id = {p.pk: p for p in _listed(StagedProject.objects.filter(pk__in=ids))}
         rows = [by_id[pk] for pk in ids if pk in by_id]
     if total_at_least:
-        num_pages = number + 1 if len(rows) > page_size else number
+        # The pages the counted rows fill surely exist; past them, one more while a row is
+        # left.
+        counted = math.ceil(total / page_size)
+        num_pages = max(counted, number + 1 if len(rows) > page_size else number)
         rows = rows[:page_size]
     else:
         num_pages = max(1, math.ceil(total / page_size))

@@ -183,6 +183,8 @@ def test_a_search_matching_more_than_the_limit_says_more_than(
     # The chosen chip is counted: 62 failed, more than 60.
     html = operator.get(LIST_URL, {"q": "harbor", "status": "failed"}, headers=HX).content.decode()
     assert re.search(r'chip-failed active.*?chip-count">60\+<', html, re.S)
+    assert '<span class="btn-count">60+</span>' in html
+    assert "matching this view (more than 60)?" in html
     html = operator.get(
         LIST_URL, {"q": "harbor", "status": "failed", "page": "2"}, headers=HX
     ).content.decode()

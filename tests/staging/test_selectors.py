@@ -172,6 +172,8 @@ def test_a_page_past_the_search_limit_knows_only_whether_a_next_one_exists(
     assert [p.total_at_least for p in pages] == [True] * 4
     assert [len(p.projects) for p in pages] == [3, 3, 1, 0]
     assert [p.has_next for p in pages] == [True, True, False, False]
+    # The 5 counted rows fill 2 pages, which surely exist; a third shows once page 2 sees it.
+    assert [p.num_pages for p in pages] == [2, 3, 3, 4]
     assert [p.number for p in pages] == [1, 2, 3, 4]  # not clamped to a counted last page
     assert [p.start_index for p in pages[:3]] == [1, 4, 7]
     seen = [p.pk for page in pages for p in page.projects]

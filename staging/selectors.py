@@ -57,9 +57,9 @@ PAGE_SIZE = 50
 DEEP_PAGE_OFFSET = 1000
 CUSTOMER_OPTIONS_LIMIT = 20
 MAX_SEARCH_LENGTH = 200
-# A search's matches are counted up to this many; past it the list says "more than 1,000"
+# A search's matches are counted up to this many; past it the list says "more than 500"
 # (staging.selectors.project_status_counts).
-SEARCH_COUNT_LIMIT = 1000
+SEARCH_COUNT_LIMIT = 500
 # A selection posted as explicit ids is capped; "Select All" posts the filter instead.
 MAX_SELECTED_IDS = 5000
 _MAX_PK = 2**63 - 1

@@ -393,7 +393,7 @@ def test_fifty_thousand_rows_render_one_page_in_bounded_queries(
         if 'FROM "staging_stagedproject"' in sql and "COUNT(" not in sql and sql not in status_reads
     ]
     # A search counts at most SEARCH_COUNT_LIMIT + 1 matches, never all of them ('harbor'
-    # matches 1 row in 7 here, over 7,000): the chosen chip's first 1,001 (id and status),
+    # matches 1 row in 7 here, over 7,000): the chosen chip's first 501 (id and status),
     # and since that many match, nothing more.
     limit = selectors.SEARCH_COUNT_LIMIT + 1
     assert len(status_reads) == (1 if params.get("q") else 0)

@@ -554,7 +554,7 @@ def test_searches_read_their_few_matches_or_stop_at_the_limit(personas: Personas
     assert _rows_read(selective) < 50, selective
 
     broad = status_read_plan("harbor")
-    assert _rows_read(broad) < 12_000, broad
+    assert _rows_read(broad) < 6_000, broad
 
     counts = selectors.project_status_counts(
         company=personas.company, filters=ProjectFilters(q="harbor")

@@ -3,8 +3,9 @@
 The list must stay fast with 100,000 staged rows, so every function here issues a fixed
 number of queries and none reads every row: the per-status counts (which also give the
 total the pager needs, so no separate COUNT) are the ones PostgreSQL keeps per company
-(StatusCountDelta) or, for a search, a grouped count of the matches (trigram indexes);
-each sort has an index (migration 0005), so a page reads 50 index entries; a deep page
+(StatusCountDelta) or, for a search, read from at most SEARCH_COUNT_LIMIT + 1 matches
+(the trigram index over the stored search key; a text with no three letters or digits in
+a row has no trigram, and if it matches few rows every row is read); each sort has an index (migration 0005), so a page reads 50 index entries; a deep page
 reads its ids from the index first; the customer of each row is joined, never fetched
 per row.
 """
@@ -547,8 +548,8 @@ def project_page(
     *, company: Company, filters: ProjectFilters, page_size: int = PAGE_SIZE
 ) -> ProjectPage:
     """One page of the list: two queries (the counts, then the page) whatever the row count;
-    three for a deep page (its ids, then its rows), one more for a chip chosen on a search
-    matching more than SEARCH_COUNT_LIMIT rows."""
+    one more for a deep page (its ids, then its rows) and for a search with a status chip
+    chosen (the chip's matches are read first, see project_status_counts)."""
     counts = project_status_counts(company=company, filters=filters)
     key = filters.status or ""
     total = counts[key]

@@ -5,9 +5,9 @@ number of queries and none reads every row: the per-status counts (which also gi
 total the pager needs, so no separate COUNT) are the ones PostgreSQL keeps per company
 (StatusCountDelta) or, for a search, read from at most SEARCH_COUNT_LIMIT + 1 matches
 (the trigram index over the stored search key; a text with no three letters or digits in
-a row has no trigram, and if it matches few rows every row is read); each sort has an index (migration 0005), so a page reads 50 index entries; a deep page
-reads its ids from the index first; the customer of each row is joined, never fetched
-per row.
+a row has no trigram, and if it matches few rows every row is read); each sort has an
+index (migration 0005), so a page reads 50 index entries; a deep page reads its ids from
+the index first; the customer of each row is joined, never fetched per row.
 """
 
 from __future__ import annotations
@@ -223,10 +223,10 @@ def project_status_counts(*, company: Company, filters: ProjectFilters) -> Statu
     the ids too, so a page of a search counted in full is read by id (project_page), not by
     searching every row again.
     """
-    counts = {s.value: 0 for s in STATUS_ORDER}
     if filters.q:
         with _search_reads():
             return _search_counts(company=company, filters=filters)
+    counts = {s.value: 0 for s in STATUS_ORDER}
     rows: Iterable[tuple[str, int]]
     if status_counts.status_counts_supported():
         maintained, delta_rows = status_counts.status_counts_read(company_id=company.pk)

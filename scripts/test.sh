@@ -5,6 +5,9 @@ cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh dev
 bash scripts/ensure-chromium.sh
 export PATH="$PWD/.venv/bin:$PATH"
-echo "== ruff"; ruff check . && ruff format --check .
+# One command per line: under `set -e` a failure before the last `&&` of a list is ignored.
+echo "== ruff"
+ruff check .
+ruff format --check .
 echo "== mypy"; mypy .
 echo "== pytest"; pytest "$@"

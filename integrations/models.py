@@ -5,6 +5,7 @@ from django.db import models
 from django.utils import timezone
 
 from integrations.fields import EncryptedTextField
+from qbo_client.names import QBO_ID_MAX_LENGTH
 
 
 class Role(models.TextChoices):
@@ -124,15 +125,15 @@ class QboCustomer(models.Model):
     """Local cache of the company's QBO customers, behind the customer drop-down."""
 
     company = models.ForeignKey(Company, on_delete=models.CASCADE, related_name="qbo_customers")
-    qbo_id = models.CharField(max_length=32)
+    qbo_id = models.CharField(max_length=QBO_ID_MAX_LENGTH)
     display_name = models.CharField(max_length=500)
     # casefolded display name for type-ahead; written by the cache-refresh service
     search_name = models.CharField(max_length=500)
     fully_qualified_name = models.CharField(max_length=2000, blank=True)
-    parent_qbo_id = models.CharField(max_length=32, blank=True)
+    parent_qbo_id = models.CharField(max_length=QBO_ID_MAX_LENGTH, blank=True)
     is_job = models.BooleanField(default=False)
     active = models.BooleanField(default=True)
-    sync_token = models.CharField(max_length=32, blank=True)
+    sync_token = models.CharField(max_length=QBO_ID_MAX_LENGTH, blank=True)
     deleted_in_qbo = models.BooleanField(default=False)
     refreshed_at = models.DateTimeField(default=timezone.now)
 
@@ -155,7 +156,7 @@ class WebhookEvent(models.Model):
     dedupe_key = models.CharField(max_length=300, unique=True)
     realm_id = models.CharField(max_length=32)
     entity = models.CharField(max_length=40)
-    entity_id = models.CharField(max_length=32)
+    entity_id = models.CharField(max_length=QBO_ID_MAX_LENGTH)
     operation = models.CharField(max_length=20)
     payload = models.JSONField(default=dict)
     received_at = models.DateTimeField(default=timezone.now)

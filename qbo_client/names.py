@@ -26,6 +26,13 @@ from __future__ import annotations
 import re
 import unicodedata
 
+# QBO's entity Ids and SyncTokens are strings of digits. Intuit documents them as "String"
+# without a length (https://developer.intuit.com/app/developer/qbo/docs/api/accounting/all-entities/customer);
+# real ones are well under 20 digits. Columns holding them allow 64, so a long one is kept
+# whole, and anything longer is refused at the edge rather than cut (a cut Id names another
+# record).
+QBO_ID_MAX_LENGTH = 64
+
 _SMART_PUNCTUATION = str.maketrans(
     {
         "\u2018": "'",  # left single quotation mark

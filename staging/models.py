@@ -7,6 +7,7 @@ from django.db.models.functions import Concat, Upper
 from django.utils import timezone
 
 from integrations.models import Company, QboCustomer
+from qbo_client.names import QBO_ID_MAX_LENGTH
 
 # Between the fields of StagedProject.search_key (\x1f, the unit separator).
 SEARCH_KEY_SEPARATOR = "\x1f"
@@ -69,9 +70,10 @@ class StagedProject(models.Model):
     )
     mapped_at = models.DateTimeField(null=True, blank=True)
 
-    # The QBO sub-customer this project became.
-    qbo_record_id = models.CharField(max_length=32, blank=True)
-    qbo_sync_token = models.CharField(max_length=32, blank=True)
+    # The QBO sub-customer this project became: one job belongs to one project (the
+    # constraint one_project_per_qbo_job in Meta), whichever path links it.
+    qbo_record_id = models.CharField(max_length=QBO_ID_MAX_LENGTH, blank=True)
+    qbo_sync_token = models.CharField(max_length=QBO_ID_MAX_LENGTH, blank=True)
     qbo_display_name = models.CharField(max_length=500, blank=True)
 
     status = models.CharField(
@@ -129,6 +131,14 @@ class StagedProject(models.Model):
     class Meta:
         constraints = [
             models.UniqueConstraint(fields=["company", "linarc_id"], name="unique_staged_project"),
+            # Every project exists in QBO exactly once, and every QBO job stands for one
+            # project: Manual Mapping, adoption of an existing job and the sync's outcome
+            # writer all meet this constraint (staging.services.mapping, .sync).
+            models.UniqueConstraint(
+                fields=["company", "qbo_record_id"],
+                condition=~Q(qbo_record_id=""),
+                name="one_project_per_qbo_job",
+            ),
         ]
         indexes = [
             models.Index(fields=["company", "status", "id"]),

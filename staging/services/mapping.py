@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from integrations.models import Company, QboCustomer
@@ -25,6 +25,30 @@ class MappingConflict(Exception):
 
 class MappingError(Exception):
     """The chosen customer cannot be used (HTTP 422)."""
+
+
+class QboJobTaken(MappingConflict):
+    """The QBO job is already linked to another project (HTTP 409): one job, one project."""
+
+    def __init__(self, *, job_name: str, job_id: str, owner: StagedProject) -> None:
+        super().__init__(
+            f"The QuickBooks job “{job_name}” (Id {job_id}) already belongs to project "
+            f"“{owner}”. One QuickBooks job can stand for one project only: "
+            "choose another job, or Sync to QBO to create this project's own."
+        )
+        self.owner = owner
+
+
+def qbo_job_owner(
+    *, company: Company, qbo_record_id: str, exclude_project_id: int | None = None
+) -> StagedProject | None:
+    """The staged project linked to this QBO record, if any (the database allows one)."""
+    if not qbo_record_id:
+        return None
+    owners = StagedProject.objects.filter(company=company, qbo_record_id=qbo_record_id)
+    if exclude_project_id is not None:
+        owners = owners.exclude(pk=exclude_project_id)
+    return owners.only("pk", "number", "name", "linarc_id").first()
 
 
 @dataclass(frozen=True)
@@ -43,6 +67,14 @@ def _parent_customer(*, company: Company, qbo_customer_id: int) -> QboCustomer:
         )
     if not customer.active or customer.deleted_in_qbo:
         raise MappingError(f"“{customer.display_name}” is inactive in QuickBooks.")
+    owner = qbo_job_owner(company=company, qbo_record_id=customer.qbo_id)
+    if owner is not None:
+        # The cache can lag behind QBO (a job listed before it got its parent): a record that
+        # is a project's job is never another project's customer.
+        raise MappingError(
+            f"“{customer.display_name}” is the QuickBooks job of project “{owner}”; "
+            "choose a top-level customer."
+        )
     return customer
 
 
@@ -113,10 +145,17 @@ def _sub_customer(*, company: Company, qbo_customer_id: int) -> QboCustomer:
     return job
 
 
+def _job_free_for(*, company: Company, job: QboCustomer, project: StagedProject) -> None:
+    owner = qbo_job_owner(company=company, qbo_record_id=job.qbo_id, exclude_project_id=project.pk)
+    if owner is not None:
+        raise QboJobTaken(job_name=job.display_name, job_id=job.qbo_id, owner=owner)
+
+
 def manual_map_preview(
     *, company: Company, project: StagedProject, qbo_customer_id: int
 ) -> list[str]:
     job = _sub_customer(company=company, qbo_customer_id=qbo_customer_id)
+    _job_free_for(company=company, job=job, project=project)
     lines = [f"Link this project to the QuickBooks job “{job.display_name}” (Id {job.qbo_id})."]
     if project.qbo_record_id and project.qbo_record_id != job.qbo_id:
         lines.append(
@@ -142,6 +181,7 @@ def project_manual_map(
     )
     if project.status == SyncStatus.QUEUED:
         raise MappingError("This project is being synced right now; try again when it settles.")
+    _job_free_for(company=company, job=job, project=project)
     if project.qbo_customer is None:
         parent = QboCustomer.objects.filter(
             company=company, qbo_id=job.parent_qbo_id, is_job=False
@@ -165,7 +205,18 @@ def project_manual_map(
     if not project.problems:
         project.status, project.status_reason = SyncStatus.NEEDS_SYNC, ""
     project.updated_at = timezone.now()
-    project.save()
+    try:
+        # The unique constraint one_project_per_qbo_job settles a race with another
+        # Manual Mapping or a sync adopting the same job since the check above.
+        with transaction.atomic():
+            project.save()
+    except IntegrityError:
+        owner = qbo_job_owner(
+            company=company, qbo_record_id=job.qbo_id, exclude_project_id=project.pk
+        )
+        if owner is None:
+            raise
+        raise QboJobTaken(job_name=job.display_name, job_id=job.qbo_id, owner=owner) from None
     event_record(
         project=project,
         kind=EventKind.MANUALLY_MAPPED,

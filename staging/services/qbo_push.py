@@ -35,8 +35,10 @@ from staging.services.qbo_payload import fields_hash, project_job_fields
 from staging.services.sync import (
     BATCH_SIZE,
     Outcome,
+    project_link_qbo_job,
     project_record_outcome,
     projects_record_outcomes,
+    qbo_job_taken_reason,
 )
 
 log = logging.getLogger(__name__)
@@ -58,7 +60,21 @@ class _Work:
     project: StagedProject
     fields: dict[str, Any]
     bid: str
+    lease: uuid.UUID
     existing: QboCustomerData | None = None
+
+    def adopt(self, customer: QboCustomerData) -> StagedProject | None:
+        """Take an existing job for this row: linked in the database before anything is
+        written to it. Returns the project that holds the job instead (nothing is adopted)."""
+        owner = project_link_qbo_job(
+            project=self.project,
+            lease=self.lease,
+            qbo_record_id=customer.id,
+            sync_token=customer.sync_token,
+        )
+        if owner is None:
+            self.existing = customer
+        return owner
 
 
 def _request_id(project: StagedProject, operation: str) -> str:
@@ -120,7 +136,16 @@ def _lookup_names(client: QboClient, names: list[str]) -> dict[str, list[QboCust
     return found
 
 
-def _name_taken(name: str, holder: QboCustomerData | None) -> Outcome:
+def _name_taken(
+    name: str, holder: QboCustomerData | None, owner: StagedProject | None = None
+) -> Outcome:
+    if owner is not None and holder is not None:
+        return Outcome(
+            status=SyncStatus.NEEDS_ACTION,
+            code="6240",
+            reason=f'The name "{name}" is already used in QuickBooks. '
+            + qbo_job_taken_reason(qbo_record_id=holder.id, owner=owner),
+        )
     who = f"another record (Id {holder.id})" if holder else "a vendor, employee or customer"
     return Outcome(
         status=SyncStatus.NEEDS_ACTION,
@@ -227,7 +252,7 @@ def _push_chunk(
                 ),
             )
             continue
-        works.append(_Work(project, fields, bid=f"b{index}"))
+        works.append(_Work(project, fields, bid=f"b{index}", lease=outcomes.lease))
     if not works:
         return
     try:
@@ -273,30 +298,20 @@ def _adopt_or_flag(
 ) -> None:
     creates = [w for w in works if not w.project.qbo_record_id]
     found = _lookup_names(client, [w.fields["DisplayName"] for w in creates])
-    # Jobs another staged project is already linked to are that project's: two projects
-    # whose names are alike (or alike in their first 100 characters) must not share one job.
-    linked = dict(
-        StagedProject.objects.filter(
-            company_id=works[0].project.company_id,
-            qbo_record_id__in=[h.id for holders in found.values() for h in holders],
-        ).values_list("qbo_record_id", "pk")
-    )
     for work in creates:
         holders = found.get(normalize_for_compare(work.fields["DisplayName"]), [])
         parent_id = work.fields["ParentRef"]["value"]
-        mine = [
-            h
-            for h in holders
-            if h.is_job
-            and h.parent_id == parent_id
-            and linked.get(h.id, work.project.pk) == work.project.pk
-        ]
-        if mine:
-            # Ours already (an earlier attempt created it, or a person did): adopt it.
-            work.existing = mine[0]
-            linked[mine[0].id] = work.project.pk
-        elif holders:
-            record(work.project, _name_taken(work.fields["DisplayName"], holders[0]))
+        owner: StagedProject | None = None
+        for holder in holders:
+            if holder.is_job and holder.parent_id == parent_id:
+                # Ours already (an earlier attempt created it, or a person did): adopt it,
+                # unless another project holds it (two projects whose names are alike, or
+                # alike in their first 100 characters, must not share one job).
+                owner = work.adopt(holder)
+                if owner is None:
+                    break
+        if work.existing is None and holders:
+            record(work.project, _name_taken(work.fields["DisplayName"], holders[0], owner))
             work.bid = ""
 
 
@@ -450,14 +465,18 @@ def _on_result(
         holders = _lookup_names(client, [work.fields["DisplayName"]])
         parent_id = work.fields["ParentRef"]["value"]
         mine = [h for hs in holders.values() for h in hs if h.is_job and h.parent_id == parent_id]
-        if mine and item.operation == "create":
-            # Another attempt at this row (a worker whose lease ran out) created the job
-            # between our lookup and our create: it is ours, adopt it as the lookup would.
-            work.existing = mine[0]
-            _retry_stale(client, work, record, adopted=True)
-            return True
-        holder = next(iter(holders.values()), [None])[0]
-        outcome = _name_taken(work.fields["DisplayName"], holder)
+        owner: StagedProject | None = None
+        if item.operation == "create":
+            for job in mine:
+                # Another attempt at this row (a worker whose lease ran out) created the job
+                # between our lookup and our create: it is ours, adopt it as the lookup
+                # would, unless another project holds it.
+                owner = work.adopt(job)
+                if owner is None:
+                    _retry_stale(client, work, record, adopted=True)
+                    return True
+        holder = mine[0] if owner is not None else next(iter(holders.values()), [None])[0]
+        outcome = _name_taken(work.fields["DisplayName"], holder, owner)
         outcome.request, outcome.response = request, response
         outcome.intuit_tid = error.intuit_tid or ""
         record(work.project, outcome)

@@ -21,7 +21,7 @@ from functools import partial
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Count, Q, QuerySet
 from django.utils import timezone
 
@@ -36,7 +36,6 @@ from staging.models import (
     SyncStatus,
 )
 from staging.services.events import (
-    event_record,
     events_record_bulk,
     events_record_for_attempt,
 )
@@ -349,53 +348,112 @@ def _outcome_event(project: StagedProject, outcome: Outcome, now: Any) -> Change
 
 def project_record_outcome(*, project: StagedProject, lease: uuid.UUID, outcome: Outcome) -> bool:
     """Write one row's outcome and its history event, only if our lease still holds."""
-    now = timezone.now()
-    values = _outcome_values(outcome, now)
-    with transaction.atomic():
-        written = StagedProject.objects.filter(
-            pk=project.pk, lease_id=lease, status=SyncStatus.QUEUED
-        ).update(**values)
-        if not written:
-            log.info("Lease on project %s lost; outcome dropped", project.pk)
-            return False
-        StagedProject.objects.filter(pk=project.pk).update(attempts=project.attempts + 1)
-        details = {"code": outcome.code, "intuit_tid": outcome.intuit_tid, **outcome.details}
-        if outcome.qbo_record_id:
-            details["qbo_record_id"] = outcome.qbo_record_id
-        event_record(
-            project=project,
-            kind=_EVENT_FOR_STATUS[SyncStatus(outcome.status)],
-            summary=outcome.summary or outcome.reason or outcome.status,
-            details={k: v for k, v in details.items() if v},
-        )
-    return True
+    return projects_record_outcomes(lease=lease, outcomes=[(project, outcome)]) == 1
 
 
 def projects_record_outcomes(
     *, lease: uuid.UUID, outcomes: list[tuple[StagedProject, Outcome]]
 ) -> int:
-    """Write a chunk's outcomes in ONE transaction, with the same rule as
-    :func:`project_record_outcome`: a row is written only while our lease holds it (the
-    first outcome of a row wins). One conditional UPDATE per row and one INSERT of all the
-    events: a commit per row and four statements per row bounded the sync's throughput
-    (bench/sync_throughput.py). ``bulk_update`` was measured slower still (its CASE
-    expressions cost more Python than the round trips they save)."""
+    """Write a chunk's outcomes in ONE transaction: a row is written only while our lease
+    holds it (the first outcome of a row wins). One conditional UPDATE per row and one
+    INSERT of all the events: a commit per row and four statements per row bounded the
+    sync's throughput (bench/sync_throughput.py). ``bulk_update`` was measured slower still
+    (its CASE expressions cost more Python than the round trips they save).
+
+    An outcome that would link a QBO job another project holds breaks the constraint
+    one_project_per_qbo_job. The push reserves a job before adopting it
+    (:func:`project_link_qbo_job`), so this is a last line: the chunk is written again row
+    by row, and that row becomes Needs Action instead of sharing the job."""
     if not outcomes:
         return 0
+    try:
+        return _write_outcomes(lease=lease, outcomes=outcomes, row_by_row=False)
+    except IntegrityError:
+        log.warning("An outcome links a QBO job another project holds; writing row by row")
+        return _write_outcomes(lease=lease, outcomes=outcomes, row_by_row=True)
+
+
+def _write_outcomes(
+    *, lease: uuid.UUID, outcomes: list[tuple[StagedProject, Outcome]], row_by_row: bool
+) -> int:
     now = timezone.now()
     events: list[ChangeEvent] = []
     with transaction.atomic():
         for project, outcome in outcomes:
-            values = _outcome_values(outcome, now)
-            written = StagedProject.objects.filter(
-                pk=project.pk, lease_id=lease, status=SyncStatus.QUEUED
-            ).update(**values, attempts=project.attempts + 1)
+            if row_by_row:
+                try:
+                    with transaction.atomic():
+                        written = _write_outcome(project, outcome, lease=lease, now=now)
+                except IntegrityError:
+                    outcome = _job_taken(project, outcome)
+                    written = _write_outcome(project, outcome, lease=lease, now=now)
+            else:
+                written = _write_outcome(project, outcome, lease=lease, now=now)
             if not written:
                 log.info("Lease on project %s lost; outcome dropped", project.pk)
                 continue
             events.append(_outcome_event(project, outcome, now))
         ChangeEvent.objects.bulk_create(events)
     return len(events)
+
+
+def _write_outcome(project: StagedProject, outcome: Outcome, *, lease: uuid.UUID, now: Any) -> bool:
+    values = _outcome_values(outcome, now)
+    return bool(
+        StagedProject.objects.filter(
+            pk=project.pk, lease_id=lease, status=SyncStatus.QUEUED
+        ).update(**values, attempts=project.attempts + 1)
+    )
+
+
+def qbo_job_taken_reason(*, qbo_record_id: str, owner: StagedProject | None) -> str:
+    who = f"project “{owner}”" if owner else "another project"
+    return (
+        f"QuickBooks job Id {qbo_record_id} already belongs to {who}; one job stands for one "
+        "project, so this project was not linked to it. Link it to its own job with Manual "
+        "Mapping, or change the naming rule so Sync to QBO creates one."
+    )
+
+
+def _job_taken(project: StagedProject, outcome: Outcome) -> Outcome:
+    owner = (
+        StagedProject.objects.filter(
+            company_id=project.company_id, qbo_record_id=outcome.qbo_record_id
+        )
+        .exclude(pk=project.pk)
+        .first()
+    )
+    return Outcome(
+        status=SyncStatus.NEEDS_ACTION,
+        reason=qbo_job_taken_reason(qbo_record_id=outcome.qbo_record_id, owner=owner),
+        code="duplicate-job",
+        intuit_tid=outcome.intuit_tid,
+        request=outcome.request,
+        response=outcome.response,
+        details={"owner_project_id": owner.pk} if owner else {},
+    )
+
+
+def project_link_qbo_job(
+    *, project: StagedProject, lease: uuid.UUID, qbo_record_id: str, sync_token: str
+) -> StagedProject | None:
+    """Link a claimed row to an existing QBO job BEFORE writing to it (adoption).
+
+    Returns None when the row holds the job now (or its lease is gone, and nothing will be
+    written), or the project that already holds it: the push then refuses to touch the job.
+    The unique constraint settles two workers adopting one job at the same moment."""
+    try:
+        with transaction.atomic():
+            StagedProject.objects.filter(
+                pk=project.pk, lease_id=lease, status=SyncStatus.QUEUED
+            ).update(qbo_record_id=qbo_record_id, qbo_sync_token=sync_token)
+    except IntegrityError:
+        return (
+            StagedProject.objects.filter(company_id=project.company_id, qbo_record_id=qbo_record_id)
+            .exclude(pk=project.pk)
+            .first()
+        )
+    return None
 
 
 def projects_fail_transient(*, project_ids: list[int], error: Any) -> None:

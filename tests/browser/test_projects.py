@@ -68,7 +68,7 @@ def seeded(personas: Personas) -> dict[str, Any]:
                     else ""
                 ),
                 qbo_customer=customer,
-                qbo_record_id="58" if status == SyncStatus.SYNCED else "",
+                qbo_record_id=str(5800 + i) if status == SyncStatus.SYNCED else "",
                 qbo_display_name=PROJECT_NAMES[i % 10] if status == SyncStatus.SYNCED else "",
             )
         )

@@ -3,6 +3,7 @@ Auto-Update, the pull interval and its beat schedule, and the naming rule."""
 
 from __future__ import annotations
 
+import itertools
 import json
 from typing import Any
 
@@ -277,6 +278,9 @@ def test_connection_test_with_a_bad_url_is_a_422(personas: Any) -> None:
 # --- a new naming rule and the Synced projects ------------------------------------------------
 
 
+_QBO_IDS = itertools.count(77)
+
+
 def _synced(personas: Any, *, name: str, number: str, qbo_name: str) -> Any:
     from tests.factories import StagedProjectFactory
 
@@ -285,7 +289,7 @@ def _synced(personas: Any, *, name: str, number: str, qbo_name: str) -> Any:
         name=name,
         number=number,
         status="synced",
-        qbo_record_id="77",
+        qbo_record_id=str(next(_QBO_IDS)),  # one QBO job per project
         qbo_display_name=qbo_name,
     )
 

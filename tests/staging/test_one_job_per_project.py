@@ -308,3 +308,45 @@ def test_merge_webhook_flags_the_project_and_its_job_cannot_go_to_the_survivor(
     survivor.refresh_from_db()
     assert survivor.status == SyncStatus.SYNCED
     assert StagedProject.objects.filter(qbo_record_id=survivor.qbo_record_id).count() == 1
+
+
+# --- Databases that already hold shared jobs (migration 0010) -------------------------------
+
+
+def test_migration_settles_projects_that_already_share_a_job(personas: Personas) -> None:
+    from importlib import import_module
+
+    from django.apps import apps
+    from django.db import connection
+
+    settle = import_module("staging.migrations.0010_one_project_per_qbo_job")._settle_shared_jobs
+    with connection.cursor() as cursor:  # as before 0011 (rolled back with the test)
+        cursor.execute("DROP INDEX one_project_per_qbo_job")
+    first = StagedProjectFactory(
+        company=personas.company, number="Q-1", name="Clinic", qbo_record_id="87"
+    )
+    second = StagedProjectFactory(
+        company=personas.company,
+        number="P-2",
+        name="Parking",
+        qbo_record_id="87",
+        qbo_sync_token="5",
+        status=SyncStatus.SYNCED,
+    )
+    alone = StagedProjectFactory(
+        company=personas.company, qbo_record_id="88", status=SyncStatus.SYNCED
+    )
+    settle(apps, None)
+    first.refresh_from_db()
+    second.refresh_from_db()
+    alone.refresh_from_db()
+    assert (first.qbo_record_id, first.status) == ("87", SyncStatus.NEEDS_SYNC)
+    assert (second.qbo_record_id, second.qbo_sync_token, second.status) == (
+        "",
+        "",
+        SyncStatus.NEEDS_ACTION,
+    )
+    assert "belongs to project “Q-1 Clinic”" in second.status_reason
+    assert (alone.qbo_record_id, alone.status) == ("88", SyncStatus.SYNCED)
+    assert ChangeEvent.objects.filter(project=second, kind=EventKind.NEEDS_ACTION).count() == 1
+    assert "“P-2 Parking”" in ChangeEvent.objects.get(project=first).summary

@@ -6,6 +6,7 @@ COPY staging ./staging
 COPY integrations ./integrations
 COPY linarc_client ./linarc_client
 COPY qbo_client ./qbo_client
+COPY netguard ./netguard
 RUN pip install --no-cache-dir .
 COPY . .
 RUN DEBUG=1 python manage.py collectstatic --noinput

@@ -1,6 +1,9 @@
 from __future__ import annotations
 
+from typing import Any
+
 from django.contrib import admin
+from django.http import HttpRequest
 
 from integrations.models import (
     Company,
@@ -10,6 +13,21 @@ from integrations.models import (
     QboCustomer,
     SyncRules,
 )
+
+
+class ViewOnlyAdminMixin:
+    """Support staff may look, never add, change or delete: the rows are written by services
+    (with their Change History) or are a cache of QuickBooks, and an edit in the admin would
+    bypass both. Django shows such a model's pages read-only and answers a POST with 403."""
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
 
 
 class MembershipInline(admin.TabularInline[Membership, Company]):
@@ -24,6 +42,15 @@ class CompanyAdmin(admin.ModelAdmin[Company]):
     search_fields = ["name", "slug"]
     prepopulated_fields = {"slug": ["name"]}
     inlines = [MembershipInline]
+
+    def has_delete_permission(self, request: HttpRequest, obj: Company | None = None) -> bool:
+        # Deleting a company cascades to its staged projects, their Change History and its
+        # QBO customer cache: only a company with none of those can go from the admin.
+        # (Django also refuses a cascade into a model whose admin may not delete, so the
+        # "Delete selected" action on the list is refused the same way.)
+        if obj is not None and (obj.staged_projects.exists() or obj.qbo_customers.exists()):
+            return False
+        return super().has_delete_permission(request, obj)
 
 
 @admin.register(Membership)
@@ -77,8 +104,9 @@ class SyncRulesAdmin(admin.ModelAdmin[SyncRules]):
 
 
 @admin.register(QboCustomer)
-class QboCustomerAdmin(admin.ModelAdmin[QboCustomer]):
+class QboCustomerAdmin(ViewOnlyAdminMixin, admin.ModelAdmin[QboCustomer]):
+    # A cache of the company's QBO customers, rewritten by the refresh service: an edited
+    # qbo_id would point a permanent mapping at a different QBO customer.
     list_display = ["display_name", "company", "qbo_id", "is_job", "active", "parent_qbo_id"]
     list_filter = ["company", "is_job", "active"]
     search_fields = ["display_name", "qbo_id"]
-    readonly_fields = ["search_name"]

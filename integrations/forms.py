@@ -7,6 +7,7 @@ from typing import Any
 from django import forms
 from django.core.validators import URLValidator
 
+from integrations.services.linarc import KEY_FOR_ANOTHER_URL, linarc_stored_key_usable
 from integrations.services.rules import (
     MAX_PULL_MINUTES,
     MIN_PULL_MINUTES,
@@ -22,7 +23,12 @@ class HttpUrlField(forms.URLField):
 
 
 class LinarcConnectionForm(forms.Form):
-    """The Linarc connection fields (also posted alone by *Test connection*)."""
+    """The Linarc connection fields (also posted alone by *Test connection*).
+
+    A blank API key means "keep the stored one", for the stored base URL only: with another
+    base URL the key must be typed again, so the stored key never goes to a host it was not
+    saved for.
+    """
 
     base_url = HttpUrlField(
         label="Linarc base URL",
@@ -40,11 +46,32 @@ class LinarcConnectionForm(forms.Form):
         widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
     )
 
-    def __init__(self, *args: Any, has_stored_key: bool = False, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        has_stored_key: bool = False,
+        stored_base_url: str = "",
+        **kwargs: Any,
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.has_stored_key = has_stored_key
+        self.stored_base_url = stored_base_url
         placeholder = "Stored — leave blank to keep it" if has_stored_key else "Paste the API key"
         self.fields["api_key"].widget.attrs["placeholder"] = placeholder
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        base_url = cleaned.get("base_url")
+        if (
+            base_url
+            and not cleaned.get("api_key")
+            and self.has_stored_key
+            and not linarc_stored_key_usable(
+                stored_base_url=self.stored_base_url, base_url=base_url
+            )
+        ):
+            self.add_error("api_key", KEY_FOR_ANOTHER_URL)
+        return cleaned
 
 
 class SyncRulesForm(LinarcConnectionForm):

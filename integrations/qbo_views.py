@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from typing import cast
+
+from csp.decorators import csp_update
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -11,6 +14,7 @@ from django_htmx.http import HttpResponseStopPolling
 
 from integrations.http import HtmxHttpRequest
 from integrations.models import QboConnection, Role
+from integrations.services.qbo import qbo_config
 from integrations.services.qbo_connection import (
     ConnectError,
     customers_refresh_start,
@@ -19,6 +23,7 @@ from integrations.services.qbo_connection import (
     qbo_disconnect,
 )
 from integrations.tenancy import company_required, current_company
+from qbo_client.oauth import sign_in_origin
 from staging.models import Run, RunKind, RunState
 
 
@@ -42,13 +47,27 @@ def _panel_context(request: HttpRequest) -> dict[str, object]:
 @company_required(Role.ADMIN)
 @require_GET
 def qbo_connection(request: HttpRequest) -> HttpResponse:
-    return render(request, "integration/qbo_connection.html", _panel_context(request))
+    # Connect and Reconnect post to qbo_connect, which redirects to QuickBooks' sign-in page,
+    # and browsers apply this page's CSP form-action to that redirect too
+    # (https://developer.mozilla.org/en-US/docs/Web/HTTP/Headers/Content-Security-Policy/form-action).
+    # So this page, and only this one, also allows the sign-in origin; it is read from
+    # settings per request (https://django-csp.readthedocs.io/en/latest/decorators.html).
+    @csp_update({"form-action": [sign_in_origin(qbo_config())]})
+    def panel(request: HttpRequest) -> HttpResponse:
+        return render(request, "integration/qbo_connection.html", _panel_context(request))
+
+    return cast(HttpResponse, panel(request))  # csp_update is typed for HttpResponseBase
 
 
 @company_required(Role.ADMIN)
 @require_POST
 def qbo_connect(request: HttpRequest) -> HttpResponse:
-    return redirect(qbo_connect_start(company=current_company(request), session=request.session))
+    try:
+        url = qbo_connect_start(company=current_company(request), session=request.session)
+    except ConnectError as exc:
+        messages.error(request, str(exc))
+        return redirect("portfolio:qbo_connection")
+    return redirect(url)
 
 
 @company_required(Role.ADMIN)

@@ -20,6 +20,7 @@ from integrations.models import Role
 from integrations.services.linarc import linarc_connection_test
 from integrations.services.rules import (
     SyncRulesError,
+    SyncRulesSettings,
     renamed_message,
     sync_rules_get,
     sync_rules_update,
@@ -27,6 +28,14 @@ from integrations.services.rules import (
 from integrations.tenancy import company_required, current_company
 
 TEMPLATE = "integration/sync_rules.html"
+
+
+def _stored(current: SyncRulesSettings) -> dict[str, Any]:
+    """What the forms need to know of the stored connection (never the key itself)."""
+    return {
+        "has_stored_key": current.has_api_key,
+        "stored_base_url": current.connection.base_url if current.connection else "",
+    }
 
 
 def _context(request: HttpRequest, form: SyncRulesForm, **extra: Any) -> dict[str, Any]:
@@ -49,9 +58,9 @@ def sync_rules(request: HttpRequest) -> HttpResponse:
     company = current_company(request)
     current = sync_rules_get(company=company)
     if request.method == "GET":
-        form = SyncRulesForm(initial=current.initial, has_stored_key=current.has_api_key)
+        form = SyncRulesForm(initial=current.initial, **_stored(current))
         return _render(request, form)
-    form = SyncRulesForm(request.POST, has_stored_key=current.has_api_key)
+    form = SyncRulesForm(request.POST, **_stored(current))
     if not form.is_valid():
         return _render(request, form, status=422)
     data = form.cleaned_data
@@ -67,24 +76,25 @@ def sync_rules(request: HttpRequest) -> HttpResponse:
             actor=request.user,
         )
     except SyncRulesError as exc:
-        form.add_error(None, str(exc))
+        form.add_error(exc.field, str(exc))
         return _render(request, form, status=422)
     renamed = renamed_message(saved.renamed)
     if not getattr(request, "htmx", False):
         messages.success(request, f"Sync rules saved. {renamed}".strip())
         return redirect("portfolio:sync_rules")
     current = sync_rules_get(company=company)
-    fresh = SyncRulesForm(initial=current.initial, has_stored_key=current.has_api_key)
+    fresh = SyncRulesForm(initial=current.initial, **_stored(current))
     return _render(request, fresh, saved=True, renamed=renamed)
 
 
 @company_required(Role.ADMIN)
 @require_POST
 def sync_rules_test(request: HttpRequest) -> HttpResponse:
-    """*Test connection* with the URL and key typed in the form (blank key: the stored one)."""
+    """*Test connection* with the URL and key typed in the form (blank key: the stored one,
+    for the stored URL only)."""
     company = current_company(request)
     current = sync_rules_get(company=company)
-    form = LinarcConnectionForm(request.POST, has_stored_key=current.has_api_key)
+    form = LinarcConnectionForm(request.POST, **_stored(current))
     htmx = getattr(request, "htmx", False)
     if not form.is_valid():
         errors = "; ".join(str(e) for errors in form.errors.values() for e in errors)
@@ -102,7 +112,7 @@ def sync_rules_test(request: HttpRequest) -> HttpResponse:
         response = render(request, f"{TEMPLATE}#connection-test", check_context, status=status)
     else:
         # Without JavaScript: the whole page again, keeping what was typed.
-        rules_form = SyncRulesForm(request.POST, has_stored_key=current.has_api_key)
+        rules_form = SyncRulesForm(request.POST, **_stored(current))
         response = _render(request, rules_form, status=status, **check_context)
     patch_vary_headers(response, ["HX-Request"])
     return response

@@ -1,21 +1,35 @@
-"""The QBO webhooks endpoint: verify, store, answer at once; work goes to Celery."""
+"""The QBO webhooks endpoint: verify, store, answer at once; work goes to Celery.
+
+Every answer is JSON, errors included: Intuit's delivery logs show the body, and an HTML
+page there helps no one. Errors raised before this view runs (an unknown Host, a crash) get
+their JSON from the site's handler400 / handler500 (staging/error_views.py).
+"""
 
 from __future__ import annotations
 
 from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
-from django.views.decorators.http import require_POST
 
 from integrations.services.webhooks import InvalidWebhook, webhook_receive
 
 
 @csrf_exempt  # Intuit cannot send a CSRF token; the HMAC signature authenticates it instead
-@require_POST
 def qbo_webhook(request: HttpRequest) -> HttpResponse:
+    if request.method != "POST":
+        response = JsonResponse({"error": "Intuit delivers webhooks with POST."}, status=405)
+        response["Allow"] = "POST"
+        return response
+    try:
+        # Django refuses a body over DATA_UPLOAD_MAX_MEMORY_SIZE from its Content-Length
+        # alone, before reading any of it.
+        body = request.body
+    except RequestDataTooBig:
+        return JsonResponse({"error": _too_large_message()}, status=413)
     try:
         new = webhook_receive(
-            body=request.body,
+            body=body,
             signature=request.headers.get("intuit-signature", ""),
             verifier_token=settings.QBO_WEBHOOK_VERIFIER_TOKEN or "",
         )
@@ -23,3 +37,8 @@ def qbo_webhook(request: HttpRequest) -> HttpResponse:
         status = 401 if "signature" in str(exc) else 400
         return JsonResponse({"error": str(exc)}, status=status)
     return JsonResponse({"accepted": len(new)})
+
+
+def _too_large_message() -> str:
+    limit_mb = (settings.DATA_UPLOAD_MAX_MEMORY_SIZE or 0) / 2**20
+    return f"The webhook body is larger than {limit_mb:g} MB."

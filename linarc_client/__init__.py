@@ -12,6 +12,7 @@ from linarc_client.errors import (
     LinarcError,
     LinarcNotFound,
     LinarcProtocolError,
+    LinarcRefusedHost,
     LinarcTransientError,
 )
 from linarc_client.records import InvalidRecord, ProjectPage, ProjectRecord, parse_project
@@ -23,6 +24,7 @@ __all__ = [
     "LinarcError",
     "LinarcNotFound",
     "LinarcProtocolError",
+    "LinarcRefusedHost",
     "LinarcTransientError",
     "ProjectPage",
     "ProjectRecord",

@@ -25,6 +25,7 @@ from linarc_client.errors import (
     LinarcError,
     LinarcNotFound,
     LinarcProtocolError,
+    LinarcRefusedHost,
     LinarcTransientError,
 )
 from linarc_client.records import (
@@ -34,6 +35,7 @@ from linarc_client.records import (
     parse_page,
     parse_project,
 )
+from netguard import OutboundRefused, guard_session
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +59,12 @@ class LinarcClient:
     never parked for an hour; if Linarc still refuses after the last retry, the
     :class:`LinarcTransientError` carries ``retry_after`` for the caller to schedule by.
     Not thread-safe (one ``requests.Session``); use one client per thread or task.
+
+    ``allow_private_hosts=False`` refuses every request (redirects included) whose host is,
+    or resolves to, a loopback, private, link-local or other non-public address, before any
+    connection is made, with :class:`LinarcRefusedHost` (see :mod:`netguard`). Production
+    turns it off, so a base URL typed in a form cannot probe the server's own network; the
+    default allows them, for the local emulator.
     """
 
     def __init__(
@@ -69,6 +77,7 @@ class LinarcClient:
         backoff_base: float = 0.5,
         sleep: Callable[[float], None] = time.sleep,
         max_backoff: float = 30.0,
+        allow_private_hosts: bool = True,
     ) -> None:
         if max_retries < 0:
             raise ValueError("max_retries must be 0 or more")
@@ -83,6 +92,8 @@ class LinarcClient:
         # with an error that quotes the value: catch it here, without the key in the message.
         self._api_key_unsendable = not all(" " < char <= "~" for char in api_key)
         self._session = requests.Session()
+        if not allow_private_hosts:
+            guard_session(self._session)
         self._session.headers.update(
             {
                 c.AUTH_HEADER: c.auth_header_value(api_key),
@@ -221,6 +232,8 @@ class LinarcClient:
             )
         try:
             response = self._session.get(url, params=params, timeout=self._timeout)
+        except OutboundRefused as exc:
+            raise LinarcRefusedHost(exc.reason) from exc
         except requests.exceptions.SSLError as exc:
             raise LinarcError("Linarc's TLS certificate could not be verified") from exc
         except (
@@ -289,14 +302,18 @@ def _decode_json(response: requests.Response, *, what: str) -> Any:
             status=response.status_code,
             detail=content[:_DETAIL_LENGTH].decode("utf-8", "replace"),
         ) from None
-    if _SURROGATE_ESCAPE.search(content):
-        payload = _without_lone_surrogates(payload)
-    return payload
+    return json_without_lone_surrogates(content, payload)
+
+
+def json_without_lone_surrogates(content: bytes, payload: Any) -> Any:
+    """``payload`` (parsed from ``content``) with every lone surrogate replaced by U+FFFD
+    (escaped pairs decode to one character and are kept). Also used for QBO webhooks."""
+    if not _SURROGATE_ESCAPE.search(content):
+        return payload
+    return _without_lone_surrogates(payload)
 
 
 def _without_lone_surrogates(value: Any) -> Any:
-    """``value`` with every lone surrogate replaced by U+FFFD (escaped pairs decode to one
-    character and are kept)."""
     if isinstance(value, str):
         return _LONE_SURROGATE.sub("\ufffd", value)
     if isinstance(value, list):

@@ -62,6 +62,12 @@ class LinarcTransientError(LinarcError):
         self.attempts = attempts
 
 
+class LinarcRefusedHost(LinarcError):
+    """The base URL's host is, or resolves to, a non-public address (loopback, private,
+    link-local…) while the client was told to refuse those. Nothing was sent; retrying will
+    not help. See :mod:`netguard`."""
+
+
 class LinarcProtocolError(LinarcError):
     """A 2xx reply that does not follow the contract: not JSON, or not a page/project.
 

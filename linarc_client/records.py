@@ -189,9 +189,7 @@ def parse_project(raw: object) -> ProjectRecord | InvalidRecord:
     start_date = _date(raw.get(c.FIELD_START_DATE), "Start date", problems)
     end_date = _date(raw.get(c.FIELD_END_DATE), "End date", problems)
     if start_date and end_date and end_date < start_date:
-        problems.append(
-            f"End date {end_date.isoformat()} is before start date {start_date.isoformat()}"
-        )
+        problems.append(_out_of_order(start_date, end_date))
 
     client_name = _text(raw.get(c.FIELD_CLIENT_NAME), "Client name", problems)
     client_name = _limit(client_name, MAX_CLIENT_NAME_LENGTH, "Client name", problems)
@@ -264,6 +262,91 @@ def _parse_address(value: object, problems: list[str]) -> dict[str, str]:
         attribute: _text(value.get(key), label, problems)
         for attribute, key, label in _ADDRESS_PARTS
     }
+
+
+# --- which field a problem is about --------------------------------------------------------
+
+# Every problem parse_project writes about a single field starts with one of these (the
+# field's label); the ProjectRecord attribute on the right. The one problem about two fields
+# (end before start) is matched first and belongs to neither.
+_PROBLEM_PREFIXES: tuple[tuple[str, str], ...] = (
+    ("Project number ", "number"),
+    ("Project name ", "name"),
+    ("Project status ", "status"),
+    ("Unknown status ", "status"),
+    ("Status ", "status"),
+    ("Start date ", "start_date"),
+    ("End date ", "end_date"),
+    ("Client name ", "client_name"),
+    ("Address is ", "address"),
+    *((f"{label} ", attribute) for attribute, _, label in _ADDRESS_PARTS),
+)
+_OUT_OF_ORDER = re.compile(r"End date \S+ is before start date \S+")
+# Where each field is in a raw record: (key, key inside the address or None).
+_RAW_KEYS: dict[str, tuple[str, str | None]] = {
+    "number": (c.FIELD_NUMBER, None),
+    "name": (c.FIELD_NAME, None),
+    "status": (c.FIELD_STATUS, None),
+    "start_date": (c.FIELD_START_DATE, None),
+    "end_date": (c.FIELD_END_DATE, None),
+    "client_name": (c.FIELD_CLIENT_NAME, None),
+    "address": (c.FIELD_ADDRESS, None),
+    **{attribute: (c.FIELD_ADDRESS, key) for attribute, key in c.ADDRESS_FIELDS},
+}
+# The label of each field in problems and history, e.g. "Start date", "Address postal code".
+FIELD_LABELS: dict[str, str] = {
+    "number": "Project number",
+    "name": "Project name",
+    "status": "Project status",
+    "start_date": "Start date",
+    "end_date": "End date",
+    "client_name": "Client name",
+    "address": "Address",
+    **{attribute: label for attribute, _, label in _ADDRESS_PARTS},
+}
+
+
+def problem_field(problem: str) -> str | None:
+    """The :class:`ProjectRecord` attribute a problem of :func:`parse_project` is about
+    (``"start_date"``, ``"status"``, ``"city"``, ``"address"`` for the whole
+    address), or ``None`` for a problem about no single field (end before start).
+
+    A field with a problem holds a stand-in (empty, or cut), not what Linarc meant; staging
+    reads its stored problems back with this to know which fields hold no good value.
+    """
+    if _OUT_OF_ORDER.fullmatch(problem):
+        return None
+    for prefix, attribute in _PROBLEM_PREFIXES:
+        if problem.startswith(prefix):
+            return attribute
+    return None
+
+
+def _out_of_order(start_date: date, end_date: date) -> str:
+    return f"End date {end_date.isoformat()} is before start date {start_date.isoformat()}"
+
+
+def dates_out_of_order(start_date: date | None, end_date: date | None) -> str | None:
+    """The problem of an end date before the start date, or ``None``."""
+    if start_date and end_date and end_date < start_date:
+        return _out_of_order(start_date, end_date)
+    return None
+
+
+def is_dates_out_of_order(problem: str) -> bool:
+    return _OUT_OF_ORDER.fullmatch(problem) is not None
+
+
+def sent_value(raw: object, field: str) -> object:
+    """What a raw record holds for a :class:`ProjectRecord` attribute (``None`` when it
+    holds nothing there), e.g. the junk behind one of its problems."""
+    if not isinstance(raw, dict):
+        return None
+    key, inner = _RAW_KEYS[field]
+    value = raw.get(key)
+    if inner is None:
+        return value
+    return value.get(inner) if isinstance(value, dict) else None
 
 
 # --- values --------------------------------------------------------------------------------

@@ -33,6 +33,7 @@ import requests
 from quickbooks import QuickBooks
 from quickbooks.exceptions import QuickbooksException
 
+from netguard import OutboundRefused
 from qbo_client import oauth
 from qbo_client.config import QboConfig, allow_insecure_loopback
 from qbo_client.errors import (
@@ -41,6 +42,7 @@ from qbo_client.errors import (
     PermanentError,
     QboError,
     ReconnectRequired,
+    RefusedHostError,
     ThrottledError,
     TransientError,
     classify,
@@ -214,7 +216,9 @@ class QboClient:
         self._qb.api_url_v3 = api_base
         self._qb.sandbox_api_url_v3 = api_base
         session = self._qb.session
-        mount_timeouts(session, config.timeout_seconds)
+        mount_timeouts(
+            session, config.timeout_seconds, allow_private_hosts=config.allow_private_hosts
+        )
         session.hooks["response"].append(self._on_response)
         self._tokens = tokens
 
@@ -440,6 +444,9 @@ class QboClient:
         started = time.monotonic()
         try:
             result = send(self._qb)
+        except OutboundRefused as exc:
+            # Nothing was sent: no exchange to record, and no retry can help.
+            raise RefusedHostError(exc.reason) from exc
         except _HttpFailure as failure:
             response = failure.response
             raise classify_response(

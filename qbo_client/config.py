@@ -35,6 +35,10 @@ class QboConfig:
     backoff_cap_seconds: float = 30.0
     # Refresh proactively when the access token has less than this left (reference §13).
     refresh_margin_seconds: float = 300.0
+    # False refuses requests to loopback, private, link-local and other non-public addresses
+    # (discovery, token endpoint and Accounting API alike) before any connect: production.
+    # True lets the local emulator on 127.0.0.1 work: development and tests.
+    allow_private_hosts: bool = True
 
     @property
     def is_sandbox(self) -> bool:

@@ -13,6 +13,7 @@ what to do next, never as a python-quickbooks or requests exception:
 * :class:`StaleObjectError`: 5010, re-read and re-apply.
 * :class:`NotFoundError`: 610 on a read by Id.
 * :class:`PermanentError`: anything else; retrying will not help.
+  :class:`RefusedHostError` is one: the host is not public and the config refuses those.
 
 Classification matches on the fault ``code`` and the HTTP status, never on message text:
 Intuit's wording varies (reference §4.5).
@@ -135,6 +136,11 @@ class NotFoundError(QboError):
 
 class PermanentError(QboError):
     """Anything else: retrying the same request will not help."""
+
+
+class RefusedHostError(PermanentError):
+    """Nothing was sent: the host is, or resolves to, a loopback, private, link-local or
+    other non-public address, and the config refuses those (``allow_private_hosts``)."""
 
 
 # --- fault parsing ---------------------------------------------------------------------------

@@ -10,6 +10,7 @@ import json
 import threading
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
+from urllib.parse import urlsplit
 
 import requests
 from intuitlib.client import AuthClient
@@ -17,8 +18,15 @@ from intuitlib.config import DISCOVERY_URL
 from intuitlib.enums import Scopes
 from intuitlib.exceptions import AuthClientError
 
+from netguard import OutboundRefused
 from qbo_client.config import QboConfig, allow_insecure_loopback
-from qbo_client.errors import PermanentError, QboError, ReconnectRequired, TransientError
+from qbo_client.errors import (
+    PermanentError,
+    QboError,
+    ReconnectRequired,
+    RefusedHostError,
+    TransientError,
+)
 from qbo_client.tokens import TokenSet
 from qbo_client.transport import mount_timeouts
 
@@ -45,6 +53,23 @@ def discovery_url(config: QboConfig) -> str:
     return config.environment
 
 
+# Where Intuit's discovery documents, sandbox and production alike, send a user to sign in
+# ("authorization_endpoint": "https://appcenter.intuit.com/connect/oauth2"):
+# https://developer.intuit.com/app/developer/qbo/docs/develop/authentication-and-authorization/oauth-2.0
+INTUIT_SIGN_IN_ORIGIN = "https://appcenter.intuit.com"
+
+
+def sign_in_origin(config: QboConfig) -> str:
+    """The origin of the page :func:`authorization_url` sends the user to, known without a
+    network call: Intuit's for sandbox and production; otherwise (the emulator, which serves
+    its discovery document and its sign-in page itself) the discovery URL's."""
+    url = discovery_url(config)
+    if url in DISCOVERY_URL.values():
+        return INTUIT_SIGN_IN_ORIGIN
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
 def get_discovery(config: QboConfig) -> dict[str, str]:
     """The discovery document, fetched once per URL per process, with a timeout."""
     url = discovery_url(config)
@@ -53,9 +78,15 @@ def get_discovery(config: QboConfig) -> dict[str, str]:
         if cached is not None:
             return cached
         try:
-            response = requests.get(
-                url, timeout=config.timeout_seconds, headers={"Accept": "application/json"}
-            )
+            with requests.Session() as session:
+                mount_timeouts(
+                    session,
+                    config.timeout_seconds,
+                    allow_private_hosts=config.allow_private_hosts,
+                )
+                response = session.get(url, headers={"Accept": "application/json"})
+        except OutboundRefused as exc:
+            raise RefusedHostError(exc.reason, detail=url) from exc
         except requests.RequestException as exc:
             raise TransientError(
                 f"Could not reach the QuickBooks sign-in service ({type(exc).__name__})"
@@ -107,7 +138,9 @@ class _CachedDiscoveryAuthClient(AuthClient):  # type: ignore[misc, unused-ignor
         realm_id: str | None = None,
     ) -> None:
         requests.Session.__init__(self)
-        mount_timeouts(self, config.timeout_seconds)
+        # The token, revoke and user-info endpoints come from the discovery document: they
+        # are checked like any other host when private hosts are refused.
+        mount_timeouts(self, config.timeout_seconds, allow_private_hosts=config.allow_private_hosts)
         # Ask for the 5-year hard-expiry field (reference §9); ignored where unsupported.
         self.headers["x-include-refresh-token-hard-expires-in"] = "true"
         endpoints = get_discovery(config)
@@ -176,6 +209,8 @@ def revoke(config: QboConfig, token: str) -> None:
 def _call_token_endpoint(call: Callable[[], object]) -> None:
     try:
         call()
+    except OutboundRefused as exc:
+        raise RefusedHostError(exc.reason) from exc
     except AuthClientError as exc:
         raise _classify_auth_error(exc) from exc
     except requests.RequestException as exc:

@@ -8,6 +8,8 @@ from typing import Any
 import requests
 from requests.adapters import HTTPAdapter
 
+from netguard import GuardedHTTPAdapter, guard_session
+
 
 class TimeoutHTTPAdapter(HTTPAdapter):
     """Applies a default timeout to every request of the session it is mounted on.
@@ -39,7 +41,18 @@ class TimeoutHTTPAdapter(HTTPAdapter):
         )
 
 
-def mount_timeouts(session: requests.Session, timeout: float) -> None:
+class GuardedTimeoutHTTPAdapter(TimeoutHTTPAdapter, GuardedHTTPAdapter):
+    """The default timeout, and non-public hosts refused before any connect (netguard)."""
+
+
+def mount_timeouts(
+    session: requests.Session, timeout: float, *, allow_private_hosts: bool = True
+) -> None:
+    """Give every request of ``session`` a default timeout and, unless
+    ``allow_private_hosts``, refuse non-public hosts (:class:`netguard.OutboundRefused`)."""
+    if not allow_private_hosts:
+        guard_session(session, GuardedTimeoutHTTPAdapter(timeout))
+        return
     adapter = TimeoutHTTPAdapter(timeout)
     session.mount("https://", adapter)
     session.mount("http://", adapter)

@@ -2,22 +2,32 @@ from __future__ import annotations
 
 from django.contrib import admin
 
+from integrations.admin import ViewOnlyAdminMixin
 from staging.models import ChangeEvent, Run, StagedProject, WorkerHeartbeat
 
+# The permanent mapping and the append-only Change History are promises of the product, so
+# the admin shows staged projects and their history but cannot change or delete them:
+# - every field of a staged project is either the mapping (permanent; the database trigger
+#   of migration 0002 refuses a change, which used to surface here as a 500), sync state
+#   owned by the workers, or a copy of Linarc that the next pull rewrites, and an edit here
+#   would write no ChangeEvent;
+# - deleting a project would cascade its history away, and re-importing it would let it be
+#   mapped to another customer. Unmapped projects cannot be deleted either: the simple rule
+#   is easier to trust than a per-row one, and nothing in the product needs it.
+# Because these admins may not delete, Django also refuses any cascade into them (a company
+# or a QBO customer deleted from the admin), see tests/test_admin_hardening.py.
 
-class ChangeEventInline(admin.TabularInline[ChangeEvent, StagedProject]):
+
+class ChangeEventInline(ViewOnlyAdminMixin, admin.TabularInline[ChangeEvent, StagedProject]):
     model = ChangeEvent
     extra = 0
     can_delete = False
     fields = ("at", "kind", "actor", "summary")
     readonly_fields = fields
 
-    def has_add_permission(self, request, obj=None):  # type: ignore[no-untyped-def]
-        return False  # history is append-only, written by services
-
 
 @admin.register(StagedProject)
-class StagedProjectAdmin(admin.ModelAdmin[StagedProject]):
+class StagedProjectAdmin(ViewOnlyAdminMixin, admin.ModelAdmin[StagedProject]):
     list_display = [
         "linarc_id",
         "number",
@@ -30,15 +40,14 @@ class StagedProjectAdmin(admin.ModelAdmin[StagedProject]):
     list_filter = ["company", "status", "deleted_in_linarc"]
     search_fields = ["linarc_id", "number", "name", "client_name", "qbo_record_id"]
     list_select_related = ["company", "qbo_customer"]
-    raw_id_fields = ["qbo_customer", "mapped_by"]
     inlines = [ChangeEventInline]
 
 
 @admin.register(ChangeEvent)
-class ChangeEventAdmin(admin.ModelAdmin[ChangeEvent]):
+class ChangeEventAdmin(ViewOnlyAdminMixin, admin.ModelAdmin[ChangeEvent]):
     list_display = ["at", "project", "kind", "actor", "summary"]
     list_filter = ["kind", "company"]
-    raw_id_fields = ["project", "actor"]
+    list_select_related = ["project", "actor"]
 
 
 @admin.register(Run)

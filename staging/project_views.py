@@ -20,6 +20,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, QueryDi
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
 from django.utils.cache import patch_vary_headers
+from django.utils.html import format_html
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.middleware import HtmxDetails
 
@@ -31,6 +32,7 @@ from staging.selectors import ProjectFilters, ProjectPage, ProjectRow
 from staging.services import mapping, sync
 from staging.services.qbo_payload import project_qbo_request_preview
 from staging.services.workers import workers_online
+from staging.templatetags.bidi import bidi_isolate
 
 PAGE_TEMPLATE = "staging/projects.html"
 DRAWERS_TEMPLATE = "staging/_project_drawers.html"
@@ -384,7 +386,11 @@ def project_map_customer(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     return _row_response(
         request,
         project,
-        message=f"Mapped “{project.name}” to “{project.qbo_customer.display_name}”.",
+        message=format_html(
+            "Mapped “{}” to “{}”.",
+            bidi_isolate(project.name),
+            bidi_isolate(project.qbo_customer.display_name),
+        ),
     )
 
 
@@ -398,7 +404,8 @@ def project_retry(request: HtmxHttpRequest, pk: int) -> HttpResponse:
         )
     except sync.NotRetryable as exc:
         return _row_response(request, project, status_error=str(exc), status=409)
-    return _row_response(request, _project(request, pk), message=f"Retrying “{project.name}”.")
+    message = format_html("Retrying “{}”.", bidi_isolate(project.name))
+    return _row_response(request, _project(request, pk), message=message)
 
 
 # --- bulk: Select All, Sync to QBO, Retry all failed -------------------------------------
@@ -553,8 +560,8 @@ def project_manual_map_preview(request: HtmxHttpRequest, pk: int) -> HttpRespons
                 company=current_company(request), project=project, qbo_customer_id=job.pk
             )
             context.update(job=job, lines=lines)
-        except mapping.MappingError as exc:
-            context["error"], status = str(exc), 422
+        except MAPPING_REFUSALS as exc:
+            context["error"], status = str(exc), _mapping_error_status(exc)
     return _vary(render(request, f"{DRAWERS_TEMPLATE}#manual_map_preview", context, status=status))
 
 
@@ -592,11 +599,15 @@ def project_manual_map_save(request: HtmxHttpRequest, pk: int) -> HttpResponse:
                 },
                 status=status,
             )
-        messages.success(request, f"Manual Mapping saved for “{project.name}”.")
+        messages.success(
+            request, format_html("Manual Mapping saved for “{}”.", bidi_isolate(project.name))
+        )
         return HttpResponseRedirect(_list_url(filters))
     project = _project(request, pk)
     if not error:
-        messages.success(request, f"Manual Mapping saved for “{project.name}”.")
+        messages.success(
+            request, format_html("Manual Mapping saved for “{}”.", bidi_isolate(project.name))
+        )
     context = {
         **row_context(project, _serial(request.POST)),
         "filters": filters,

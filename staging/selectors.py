@@ -52,6 +52,7 @@ from staging.models import (
     SyncStatus,
 )
 from staging.services import status_counts
+from staging.templatetags.bidi import escape_bidi_controls, strip_bidi_controls
 
 PAGE_SIZE = 50
 # From this offset on, a page is read as its ids first (see project_page).
@@ -419,8 +420,8 @@ class ProjectRow:
     serial: SafeString  # "0" when unknown (a row rendered alone, without its position)
     serial_label: SafeString  # the serial, or "•"
     status: SafeString
-    name: SafeString
-    name_label: SafeString  # the name, or "(no name)"
+    name: SafeString  # for attributes (data-project-name, aria-label): no bidi controls
+    name_label: SafeString  # the name, or "(no name)"; the template puts it in a <bdi>
     number_label: SafeString  # the number, or the Linarc id
     client_name: SafeString
     project_status_label: SafeString  # or "—"
@@ -495,12 +496,14 @@ def project_row(project: StagedProject, *, serial: int, urls: Mapping[str, str])
     count = len(problems)
     serial_text = SafeString(str(serial))  # digits
     name = _text(project.name)
+    # An attribute cannot hold a <bdi>, so the name there loses its bidi controls.
+    attribute_name = _text(strip_bidi_controls(project.name))
     return ProjectRow(
         id=SafeString(str(project.pk)),  # digits
         serial=serial_text,
         serial_label=serial_text if serial else SafeString("•"),
         status=_text(project.status),
-        name=name,
+        name=attribute_name,
         name_label=name or SafeString("(no name)"),
         number_label=_text(project.number or project.linarc_id),
         client_name=_text(project.client_name),
@@ -781,6 +784,9 @@ _FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 
 
 def csv_safe(value: str) -> str:
+    # Bidi controls first (a CSV cell cannot hold an isolate, and an override would reverse
+    # the rest of the line), so a cell that only hid its "=" behind one is still caught.
+    value = strip_bidi_controls(value)
     return f"'{value}" if value.startswith(_FORMULA_PREFIXES) else value
 
 
@@ -869,7 +875,9 @@ class JsonDocument:
 def _pretty(value: Any) -> str:
     if value in (None, {}, []):
         return ""
-    return json.dumps(redact_secrets(value), indent=2, ensure_ascii=False, default=str)
+    # Bidi controls shown as their escapes: the same JSON, and nothing reordered on screen.
+    text = json.dumps(redact_secrets(value), indent=2, ensure_ascii=False, default=str)
+    return escape_bidi_controls(text)
 
 
 def project_json_documents(

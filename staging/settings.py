@@ -8,6 +8,7 @@ broker and the local emulators, so `make run` needs no server.
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -51,8 +52,10 @@ INSTALLED_APPS = [
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "django_htmx",
+    "csp",
     "template_partials",
     "django_celery_beat",
+    "axes",
     "integrations",
     "staging",
 ]
@@ -66,8 +69,11 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "integrations.middleware.CurrentCompanyMiddleware",
+    # Last, as django-axes asks: it turns a lockout into the response of lockout_response.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "staging.urls"
@@ -115,6 +121,31 @@ LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "portfolio:home"
 LOGOUT_REDIRECT_URL = "login"
 
+# --- Login throttling (django-axes: https://django-axes.readthedocs.io/) -------------------
+# LOGIN_FAILURE_LIMIT failures for one username from one address lock that pair out, and
+# LOGIN_IP_FAILURE_LIMIT failures from one address over all usernames lock the address, for
+# LOGIN_COOLOFF_MINUTES after the last failure (a failure while locked out restarts it). A
+# successful log-in clears that user's failures from that address. Support unlocks by
+# deleting the Access attempt in the admin or `manage.py axes_reset_username NAME`.
+# staging/login_throttling.py explains the pieces that are ours.
+AUTHENTICATION_BACKENDS = [
+    # First, so a locked-out request is refused before its password is even checked.
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env.get_int("LOGIN_FAILURE_LIMIT", 5, minimum=1)
+LOGIN_IP_FAILURE_LIMIT = env.get_int("LOGIN_IP_FAILURE_LIMIT", 20, minimum=1)
+AXES_COOLOFF_TIME = timedelta(minutes=env.get_int("LOGIN_COOLOFF_MINUTES", 15, minimum=1))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_HANDLER = "staging.login_throttling.LoginThrottleHandler"
+AXES_LOCKOUT_CALLABLE = "staging.login_throttling.lockout_response"
+# The address failures count against: REMOTE_ADDR, or with LOGIN_TRUSTED_PROXY_COUNT=N the
+# N-th X-Forwarded-For entry from the right (N reverse proxies that each append to it).
+# 0 (no proxy, as docker-compose runs gunicorn) ignores the header, which a client can forge.
+AXES_CLIENT_IP_CALLABLE = "staging.login_throttling.client_ip"
+LOGIN_TRUSTED_PROXY_COUNT = env.get_int("LOGIN_TRUSTED_PROXY_COUNT", 0, minimum=0)
+
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = env.get_str("TIME_ZONE", "UTC")
 USE_I18N = False
@@ -141,6 +172,28 @@ DATA_UPLOAD_MAX_NUMBER_FIELDS = 12000
 SESSION_COOKIE_HTTPONLY = True
 CSRF_COOKIE_HTTPONLY = False  # htmx reads the token from the page, not the cookie
 X_FRAME_OPTIONS = "DENY"
+# Content-Security-Policy (django-csp 4: https://django-csp.readthedocs.io/). Scripts and
+# styles come only from our own static files: no inline <script>, no on*= handlers, no
+# style="" attributes, and no eval, which is why htmx runs with allowEval off (the
+# htmx-config meta in templates/base.html, https://htmx.org/docs/#security). Django's admin
+# has no inline script or style either and runs under the same policy; only
+# django-celery-beat's periodic-task form carries an inline script, which the policy blocks:
+# the crontab help is not rewritten as you pick a schedule (the read-only "crontab
+# translation" field shows instead) and the form still saves. The QBO connection page
+# adds the QuickBooks sign-in origin to form-action (integrations/qbo_views.py).
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'", "data:"],  # data: for the favicon in base.html
+        "connect-src": ["'self'"],
+        "frame-ancestors": ["'none'"],
+        "form-action": ["'self'"],
+        "base-uri": ["'self'"],
+        "object-src": ["'none'"],
+    },
+}
 if not DEBUG:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     SECURE_SSL_REDIRECT = env.get_bool("SECURE_SSL_REDIRECT", True)
@@ -212,9 +265,46 @@ QBO_RATE_MARGIN_PERCENT = env.get_int("QBO_RATE_MARGIN_PERCENT", 100, minimum=50
 # --- Linarc ------------------------------------------------------------------------------
 LINARC_DEFAULT_BASE_URL = env.get_str("LINARC_DEFAULT_BASE_URL", "http://127.0.0.1:8766")
 
+# --- Outbound requests -------------------------------------------------------------------
+# Off: Linarc and QBO requests to loopback, private, link-local, multicast, reserved or other
+# non-public addresses are refused before any connect (netguard/), so a base URL typed in a
+# form cannot probe the server's own network. On in development for the local emulators.
+# Blank means the default, as .env.example leaves it (get_bool would read "" as off).
+OUTBOUND_ALLOW_PRIVATE_HOSTS = (
+    env.get_bool("OUTBOUND_ALLOW_PRIVATE_HOSTS", DEBUG)
+    if env.optional("OUTBOUND_ALLOW_PRIVATE_HOSTS")
+    else DEBUG
+)
+
+# Loggers on which Django reports refused requests (403 role or CSRF, 400 bad Host or too
+# large): staging/log_filters.py writes each as one line; 5xx keep their traceback.
+# https://docs.djangoproject.com/en/5.2/ref/logging/#django-security
+_REFUSAL_LOGGERS = [
+    "django.request",
+    "django.security.csrf",
+    *(
+        f"django.security.{name}"
+        for name in (
+            "DisallowedHost",
+            "RequestDataTooBig",
+            "TooManyFieldsSent",
+            "TooManyFilesSent",
+            "SuspiciousMultipartForm",
+            "SuspiciousOperation",
+        )
+    ),
+]
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
+    "filters": {"refusals_one_line": {"()": "staging.log_filters.ClientErrorsOneLine"}},
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": env.get_str("LOG_LEVEL", "INFO")},
+    "loggers": {
+        # Django's default config gives "django" a console handler of its own (when DEBUG)
+        # besides root's, so every line came out twice; and mail_admins, which needs ADMINS
+        # (unset here). Root's console is the one writer.
+        "django": {"handlers": [], "level": "INFO", "propagate": True},
+        **{name: {"filters": ["refusals_one_line"]} for name in _REFUSAL_LOGGERS},
+    },
 }

@@ -9,7 +9,7 @@ from django.views.generic import RedirectView
 from integrations import urls as integration_urls
 from integrations import views as integration_views
 from integrations import webhook_views
-from staging import urls_imports, urls_projects, views
+from staging import error_views, urls_imports, urls_projects, views
 
 
 def healthz(request: HttpRequest) -> HttpResponse:
@@ -35,3 +35,7 @@ urlpatterns = [
     path("portfolio/", include((portfolio_patterns, "portfolio"))),
     path("admin/", admin.site.urls),
 ]
+
+# A 400 names its cause and the webhook gets JSON (staging/error_views.py).
+handler400 = error_views.bad_request
+handler500 = error_views.server_error

@@ -31,6 +31,7 @@ def qbo_config() -> QboConfig:
         redirect_uri=settings.QBO_REDIRECT_URI,
         environment=settings.QBO_ENVIRONMENT,
         api_base_url=settings.QBO_API_BASE_URL,
+        allow_private_hosts=settings.OUTBOUND_ALLOW_PRIVATE_HOSTS,
     )
 
 

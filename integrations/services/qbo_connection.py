@@ -28,10 +28,18 @@ class ConnectError(Exception):
 
 
 def qbo_connect_start(*, company: Company, session: MutableMapping[str, Any]) -> str:
-    """The authorize URL; the state is random, single-use and bound to this session."""
+    """The authorize URL; the state is random, single-use and bound to this session.
+
+    Building it may fetch Intuit's discovery document once per process: a failure there
+    (unreachable, or a host the outbound guard refuses) is a :class:`ConnectError`.
+    """
     state = secrets.token_urlsafe(32)
+    try:
+        url = oauth.authorization_url(qbo_config(), state)
+    except QboError as exc:
+        raise ConnectError(f"QuickBooks sign-in could not start: {exc.reason}") from exc
     session[SESSION_STATE_KEY] = {"state": state, "company_id": company.pk}
-    return oauth.authorization_url(qbo_config(), state)
+    return url
 
 
 def qbo_connect_finish(

@@ -18,6 +18,7 @@ from django.db import transaction
 from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
 from integrations.models import Company, LinarcConnection, SyncRules
+from integrations.services.linarc import KEY_FOR_ANOTHER_URL, linarc_stored_key_usable
 from staging.services.naming import projects_apply_naming_rule
 
 logger = logging.getLogger(__name__)
@@ -29,7 +30,12 @@ MAX_PULL_MINUTES = 1440
 
 
 class SyncRulesError(ValueError):
-    """A rule value that cannot be saved; the message is fit for the form."""
+    """A rule value that cannot be saved; the message is fit for the form. ``field`` names
+    the form field it belongs to, ``None`` for the form as a whole."""
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 @dataclass(frozen=True)
@@ -172,7 +178,8 @@ def sync_rules_update(
     """Save the Linarc connection and the sync rules, and keep the schedule in step. A new
     naming rule moves the Synced projects whose QBO name it changes to Needs Sync.
 
-    ``api_key`` ``None`` or blank keeps the stored key (the form never shows it back).
+    ``api_key`` ``None`` or blank keeps the stored key (the form never shows it back), but
+    only with the base URL it was saved for: another URL needs the key again.
     """
     problem = display_name_template_problem(display_name_template)
     if problem:
@@ -185,7 +192,13 @@ def sync_rules_update(
         company=company
     ).first() or LinarcConnection(company=company)
     if not api_key and not connection.api_key:
-        raise SyncRulesError("Enter the Linarc API key.")
+        raise SyncRulesError("Enter the Linarc API key.", field="api_key")
+    if not api_key and not linarc_stored_key_usable(
+        stored_base_url=connection.base_url, base_url=base_url
+    ):
+        # Checked here, under the row lock, as well as in the form: the stored key must never
+        # be paired with a URL it was not saved for, whoever calls this.
+        raise SyncRulesError(KEY_FOR_ANOTHER_URL, field="api_key")
     connection.base_url = base_url.strip()
     if api_key:
         connection.api_key = api_key.strip()

@@ -2,7 +2,8 @@
 
 Intuit signs the raw body with the app's verifier token (HMAC-SHA256, base64) in the
 `intuit-signature` header, expects a 200 within 3 s, retries deliveries, and is moving from
-the legacy `eventNotifications` payload to CloudEvents (reference §10). Both are accepted.
+the legacy `eventNotifications` payload to CloudEvents. Both are accepted.
+https://developer.intuit.com/app/developer/qbo/docs/develop/webhooks
 """
 
 from __future__ import annotations
@@ -20,7 +21,9 @@ from django.utils import timezone
 
 from integrations.models import QboConnection, QboCustomer, WebhookEvent
 from integrations.services.qbo import qbo_client_for
+from linarc_client.client import json_without_lone_surrogates
 from qbo_client.errors import NotFoundError, QboError
+from qbo_client.names import QBO_ID_MAX_LENGTH
 from staging.models import EventKind, StagedProject, SyncStatus
 from staging.services.events import events_record_bulk
 
@@ -31,6 +34,13 @@ _CLOUD_OPERATIONS = {
     "merged": "Merge",
     "voided": "Void",
 }
+
+
+# QBO's payloads are 5 levels deep; anything far deeper is not Intuit's. Bounding it keeps the
+# stored payload (JSONField, then PostgreSQL jsonb) and the dedupe hash clear of Python's
+# recursion limit.
+MAX_NESTING = 32
+DEDUPE_KEY_LENGTH = 300  # WebhookEvent.dedupe_key
 
 
 class InvalidWebhook(Exception):
@@ -59,6 +69,14 @@ def parse_notifications(body: bytes) -> list[Notification]:
         payload = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise InvalidWebhook("The webhook body is not JSON.") from exc
+    except RecursionError as exc:
+        # The C decoder gives up at the recursion limit (~1,000 levels), long before it has
+        # read a 2 MB body of "[": cheap to reach, so catching it is the bound while parsing.
+        raise InvalidWebhook("The webhook body is nested too deeply.") from exc
+    if _nesting_exceeds(payload, MAX_NESTING):
+        raise InvalidWebhook("The webhook body is nested too deeply.")
+    # Half a surrogate pair ("\ud800") is valid JSON that no database text column takes.
+    payload = json_without_lone_surrogates(body, payload)
     notes: list[Notification] = []
     if isinstance(payload, list):  # CloudEvents
         for event in payload:
@@ -69,7 +87,7 @@ def parse_notifications(body: bytes) -> list[Notification]:
                 continue
             notes.append(
                 Notification(
-                    dedupe_key=f"ce:{event.get('id')}",
+                    dedupe_key=_cloud_event_key(event),
                     realm_id=str(event.get("intuitaccountid", "")),
                     entity=parts[1].capitalize(),
                     entity_id=str(event.get("intuitentityid", "")),
@@ -103,19 +121,54 @@ def parse_notifications(body: bytes) -> list[Notification]:
     else:
         raise InvalidWebhook("The webhook payload has an unknown shape.")
     # QBO record ids are decimal strings: anything else cannot name a record of ours, and
-    # would overflow the columns (32) or fail the client's id check in the task.
+    # would overflow the columns or fail the client's id check in the task.
     return [
         n
         for n in notes
         if 0 < len(n.realm_id) <= 32
         and n.entity_id.isascii()
         and n.entity_id.isdigit()
-        and len(n.entity_id) <= 32
+        and len(n.entity_id) <= QBO_ID_MAX_LENGTH
     ]
 
 
 def _list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else []
+
+
+def _nesting_exceeds(value: Any, limit: int) -> bool:
+    """Whether lists/objects nest deeper than `limit`; a loop, so no recursion of its own."""
+    pending: list[tuple[Any, int]] = [(value, 1)]
+    while pending:
+        node, depth = pending.pop()
+        children = node.values() if isinstance(node, dict) else node
+        if depth > limit:
+            return True
+        pending.extend((c, depth + 1) for c in children if isinstance(c, (dict, list)))
+    return False
+
+
+def _cloud_event_key(event: dict[str, Any]) -> str:
+    """CloudEvents name each event by `id`; without a usable one, by a hash of its content.
+
+    Keying every id-less event as "ce:None" kept the first and dropped the rest as
+    redeliveries. A retry of the same event still hashes the same: the canonical JSON sorts
+    keys and drops whitespace, so the order Intuit writes them in does not matter.
+    """
+    event_id = event.get("id")
+    usable = isinstance(event_id, (str, int)) and not isinstance(event_id, bool)
+    if usable and str(event_id).strip():
+        return f"ce:{event_id}"
+    canonical = json.dumps(event, sort_keys=True, separators=(",", ":"))
+    return f"ce-sha256:{hashlib.sha256(canonical.encode()).hexdigest()}"
+
+
+def _stored_key(dedupe_key: str) -> str:
+    # Cutting a long key to the column would make two events sharing a long prefix one event.
+    if len(dedupe_key) <= DEDUPE_KEY_LENGTH:
+        return dedupe_key
+    digest = hashlib.sha256(dedupe_key.encode(errors="surrogatepass")).hexdigest()
+    return f"sha256:{digest}"
 
 
 def webhook_receive(*, body: bytes, signature: str, verifier_token: str) -> list[int]:
@@ -133,7 +186,7 @@ def webhook_receive(*, body: bytes, signature: str, verifier_token: str) -> list
         try:
             with transaction.atomic():
                 event = WebhookEvent.objects.create(
-                    dedupe_key=note.dedupe_key[:300],
+                    dedupe_key=_stored_key(note.dedupe_key),
                     realm_id=note.realm_id,
                     entity=note.entity,
                     entity_id=note.entity_id,

@@ -44,6 +44,11 @@ from linarc_client import (
 )
 from staging.models import ChangeEvent, EventKind, Run, RunKind, RunState, StagedProject
 from staging.models import SyncStatus as Status
+from staging.services.import_junk import (
+    kept_details,
+    kept_summary,
+    record_values_keeping_good,
+)
 from staging.services.qbo_payload import SYNCED_SOURCE_FIELDS
 
 logger = logging.getLogger(__name__)
@@ -261,9 +266,16 @@ def _edit_row(
 ) -> tuple[str, dict[str, Any]] | None:
     """Apply ``record`` to ``project`` in memory; the UPDATED event's summary and details,
     or ``None`` when nothing a person would see changed (only the hash is refreshed then,
-    e.g. for a row staged before hashes were kept)."""
+    e.g. for a row staged before hashes were kept).
+
+    A junk field keeps its staged value (:mod:`staging.services.import_junk`); the details
+    then say so under ``kept``, and have ``changes`` only when something else changed."""
     values = _source_values(record)
-    problems = [_without_nul(p) for p in record.problems]
+    payload = _without_nul(record.raw)
+    record_problems, kept = record_values_keeping_good(
+        project=project, record=record, payload=payload, values=values
+    )
+    problems = [_without_nul(p) for p in record_problems]
     changes = _changes(project, values)
     synced_fields_changed = bool(changes)
     if project.problems != problems:
@@ -274,19 +286,28 @@ def _edit_row(
     status, reason = _status_after_edit(project, problems, synced_fields_changed)
     for name, value in values.items():
         setattr(project, name, value)
-    project.source_payload = _without_nul(record.raw)
+    project.source_payload = payload
     project.source_hash = source_hash
     project.source_updated_at = record.updated_at
     project.problems = problems
     project.deleted_in_linarc = False
-    if not changes:
+    # Junk the previous payload already sent is in the history already.
+    kept = [value for value in kept if value.new]
+    details: dict[str, Any] = {}
+    summaries: list[str] = []
+    if changes:
+        project.status, project.status_reason = status, reason
+        project.updated_at = now
+        details["changes"] = changes
+        if status != old_status:
+            details["status"] = [old_status, status]
+        summaries.append(_summary_of_edit(list(changes)))
+    if kept:
+        details["kept"] = kept_details(kept)
+        summaries.append(kept_summary(kept))
+    if not details:
         return None
-    project.status, project.status_reason = status, reason
-    project.updated_at = now
-    details: dict[str, Any] = {"changes": changes}
-    if status != old_status:
-        details["status"] = [old_status, status]
-    return _summary_of_edit(list(changes)), details
+    return ". ".join(summaries), details
 
 
 def _lock_company_imports(company: Company) -> None:
@@ -657,7 +678,11 @@ def _stage_changed(
             outcome.unchanged += 1
         else:
             edited.append((project, *edit))
-            outcome.updated += 1
+            # Junk kept and nothing else: history to write, but no staged value changed.
+            if "changes" in edit[1]:
+                outcome.updated += 1
+            else:
+                outcome.unchanged += 1
     _write_edits(company, [project for project, _, _ in edited] + refreshed)
     events: list[ChangeEvent] = []
     for project, summary, details in edited:

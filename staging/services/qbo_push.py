@@ -23,6 +23,7 @@ from integrations.services.qbo import (
 from qbo_client.client import BatchItem, QboClient, QboCustomerData, RequestRecord
 from qbo_client.errors import (
     NeedsActionError,
+    PermanentError,
     QboError,
     ReconnectRequired,
     StaleObjectError,
@@ -165,7 +166,9 @@ def projects_push(*, lease: uuid.UUID, projects: list[StagedProject]) -> None:
     exchanges: list[RequestRecord] = []
     try:
         client = qbo_client_for(company=company, on_request=exchanges.append)
-    except (QboNotConnected, ReconnectRequired) as exc:
+    except (QboNotConnected, ReconnectRequired, PermanentError) as exc:
+        # PermanentError: building the client fetches the discovery document, which may be
+        # refused (a non-public host in production) or malformed; no retry can help.
         reason = str(exc) if isinstance(exc, QboNotConnected) else exc.reason
         for project in projects:
             project_record_outcome(

@@ -212,15 +212,32 @@
 
   const pending = { row: null, customerId: null };
 
+  // Bidi controls (LRE RLE PDF LRO RLO, LRI RLI FSI PDI, LRM RLM ALM): a right-to-left
+  // override in a name would reverse the rest of the sentence. The same set as
+  // staging/templatetags/bidi.py.
+  const BIDI_CONTROLS = /[\u202A-\u202E\u2066-\u2069\u200E\u200F\u061C]/g;
+
+  // A name for the confirm dialog: its bidi controls removed, inside a <bdi> so that its
+  // own direction (Arabic, Hebrew) cannot move the text around it either.
+  // https://developer.mozilla.org/en-US/docs/Web/HTML/Element/bdi
+  function isolatedName(name) {
+    const bdi = document.createElement("bdi");
+    bdi.textContent = name.replace(BIDI_CONTROLS, "");
+    return bdi;
+  }
+
   function chooseCustomer(option) {
     const row = option.closest("tr");
     const dialog = $("map-confirm");
     pending.row = row;
     pending.customerId = option.dataset.customerId;
-    const project = row.dataset.projectName || "this project";
-    $("map-confirm-text").textContent =
-      "This mapping is permanent and cannot be changed. " +
-      `Map “${project}” to “${option.dataset.customerName}”?`;
+    $("map-confirm-text").replaceChildren(
+      "This mapping is permanent and cannot be changed. Map “",
+      isolatedName(row.dataset.projectName || "this project"),
+      "” to “",
+      isolatedName(option.dataset.customerName || ""),
+      "”?",
+    );
     dialog.returnValue = "";
     dialog.showModal();
     $("map-confirm-ok").focus();
@@ -438,6 +455,18 @@
         .join(",");
     },
   };
+  // #project-poller ticks every 2 s. Here, not in hx-trigger/hx-vals expressions, because
+  // htmx evaluates those with Function(), which the Content-Security-Policy forbids
+  // (allowEval is off): a tick with nothing to watch is cancelled, and a tick that asks
+  // sends the queued rows as "rows".
+  document.addEventListener("htmx:configRequest", (event) => {
+    if (!event.detail.elt || event.detail.elt.id !== "project-poller") return;
+    if (!window.ProjectsTab.shouldPoll()) {
+      event.preventDefault();
+      return;
+    }
+    event.detail.parameters.rows = window.ProjectsTab.queuedRows();
+  });
 
   function init() {
     if (!$("projects")) return;

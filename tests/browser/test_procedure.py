@@ -27,7 +27,7 @@ def _row(page: Any, project: StagedProject) -> Any:
 
 def _wait_status(page: Any, project: StagedProject, status: str, timeout: int = 60000) -> None:
     page.wait_for_function(
-        f"document.querySelector('#project-{project.pk}')?.dataset.status === '{status}'",
+        f"() => document.querySelector('#project-{project.pk}')?.dataset.status === '{status}'",
         timeout=timeout,
     )
 
@@ -75,7 +75,7 @@ def test_import_map_sync_fail_and_retry_in_the_browser(
     page.get_by_role("menuitem", name="Import All from Linarc").click()
     page.goto(f"{live_server.url}/portfolio/integration/erp/projects/")
     page.wait_for_function(
-        "document.querySelectorAll('#project-rows tr[data-id]').length === 5", timeout=60000
+        "() => document.querySelectorAll('#project-rows tr[data-id]').length === 5", timeout=60000
     )
     projects = list(StagedProject.objects.order_by("pk"))
     assert len(projects) == 5
@@ -88,7 +88,7 @@ def test_import_map_sync_fail_and_retry_in_the_browser(
     cell.get_by_role("button", name="Select QBO customer").click()
     cell.get_by_placeholder("Search QBO customers…").fill("northgate")
     page.wait_for_function(
-        f"[...document.querySelectorAll('#picker-options-{first.pk} .option-name')]"
+        f"() => [...document.querySelectorAll('#picker-options-{first.pk} .option-name')]"
         ".map(o => o.textContent).join('|') === 'Northgate Medical Partners'"
     )
     cell.locator(".option").first.click()

@@ -145,7 +145,9 @@ def test_projects_tab_lists_filters_searches_and_pages(
 
     page.get_by_placeholder("Search name, number or client").fill("lakeside")
     page.wait_for_url("**/projects/?status=failed&q=lakeside")
-    page.wait_for_function("document.querySelectorAll('#project-rows tr[data-id]').length === 0")
+    page.wait_for_function(
+        "() => document.querySelectorAll('#project-rows tr[data-id]').length === 0"
+    )
     assert page.get_by_text("No projects match this view").is_visible()
 
     page.locator(".chip-all").click()
@@ -188,7 +190,7 @@ def test_map_customer_asks_for_confirmation_then_locks_the_cell(
     assert "Old Client Inc" not in options and "Cascade Other Co" not in options
     cell.get_by_placeholder("Search QBO customers…").fill("north")
     page.wait_for_function(
-        f"document.querySelectorAll('#picker-options-{project.pk} .option').length === 1"
+        f"() => document.querySelectorAll('#picker-options-{project.pk} .option').length === 1"
     )
     assert cell.locator(".option-name").all_inner_texts() == ["Northwind Logistics"]
     view(page, "projects-customer-picker")
@@ -274,7 +276,7 @@ def test_select_rows_with_click_ctrl_shift_and_select_all(
     assert selected.count() == 50
     page.locator(".chip-failed").click()  # a new filter clears the selection
     page.wait_for_url("**/projects/?status=failed")
-    page.wait_for_function("!document.querySelector('#project-rows tr.is-selected')")
+    page.wait_for_function("() => !document.querySelector('#project-rows tr.is-selected')")
     assert page.locator("#selection-bar").is_hidden()
     page.get_by_role("button", name="Select All").click()
     assert selection_text(page) == "All 12 matching projects are selected."
@@ -299,7 +301,7 @@ def test_sync_to_qbo_previews_then_queues_and_summarises(
 
     preview = page.locator("#sync-preview")
     page.wait_for_function(
-        "document.querySelector('#sync-preview').innerText.includes('2 will sync')"
+        "() => document.querySelector('#sync-preview').innerText.includes('2 will sync')"
     )
     assert " ".join(preview.inner_text().split()) == (
         "2 will sync. Not syncing 1: No QBO customer selected (1)."
@@ -355,7 +357,7 @@ def test_failed_shows_its_reason_on_hover_and_focus_and_click_retries(
 
     badge.click()
     page.wait_for_function(
-        f"document.querySelector('#project-{failed.pk}').dataset.status === 'queued'"
+        f"() => document.querySelector('#project-{failed.pk}').dataset.status === 'queued'"
     )
     assert row(page, failed).locator(".badge").inner_text() == "Queued"
     failed.refresh_from_db()
@@ -366,11 +368,11 @@ def test_failed_shows_its_reason_on_hover_and_focus_and_click_retries(
     assert failed.sync_run_id is not None
     run_refresh_progress(run_id=failed.sync_run_id)
     page.wait_for_function(
-        f"document.querySelector('#project-{failed.pk}').dataset.status === 'synced'",
+        f"() => document.querySelector('#project-{failed.pk}').dataset.status === 'synced'",
         timeout=10_000,
     )
     assert page.locator(".chip-failed .chip-count").inner_text() == "11"
-    page.wait_for_function("document.querySelector('#sync-progress').dataset.active === '0'")
+    page.wait_for_function("() => document.querySelector('#sync-progress').dataset.active === '0'")
     polls: list[str] = []
 
     def on_request(request: Any) -> None:

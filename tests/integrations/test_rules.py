@@ -108,10 +108,12 @@ def test_api_key_is_encrypted_and_blank_keeps_it(personas: Any) -> None:
         )
         stored = cursor.fetchone()[0]
     assert "super-secret-linarc-key" not in stored
-    sync_rules_update(**rules_for(personas, api_key=None, base_url="http://127.0.0.1:8766"))
+    # The same base URL (a trailing slash makes no difference); another URL needs the key
+    # again (tests/integrations/test_outbound_guard.py).
+    sync_rules_update(**rules_for(personas, api_key=None, base_url="http://127.0.0.1:9/"))
     saved = LinarcConnection.objects.get(company=personas.company)
     assert saved.api_key == "super-secret-linarc-key"
-    assert saved.base_url == "http://127.0.0.1:8766"
+    assert saved.base_url == "http://127.0.0.1:9/"
 
 
 def test_a_first_connection_needs_a_key(personas: Any) -> None:
@@ -253,8 +255,10 @@ def test_connection_test_reports_success_and_failure(
     wrong = client.post(url, {"base_url": linarc_emulator.base_url, "api_key": "nope"}, **HTMX)
     assert "Connection failed: Linarc rejected the API key." in wrong.content.decode()
 
-    # Blank key: the stored one is tested.
-    sync_rules_update(**rules_for(personas, api_key=linarc_emulator.api_key))
+    # Blank key: the stored one is tested (with the URL it was saved for).
+    sync_rules_update(
+        **rules_for(personas, base_url=linarc_emulator.base_url, api_key=linarc_emulator.api_key)
+    )
     stored = client.post(url, {"base_url": linarc_emulator.base_url, "api_key": ""}, **HTMX)
     assert "Connected" in stored.content.decode()
 

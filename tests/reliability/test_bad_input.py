@@ -427,8 +427,11 @@ def test_linarc_page_of_wrong_types_stages_what_it_can(
 ) -> None:
     """The emulator's ``malformed`` fault swaps the page's first records for junk: three
     cannot be staged at all; the fourth carries the id of our Synced row with every field of
-    the wrong type. That row shows what Linarc now sends and why it cannot sync, keeps its
-    QBO link, and nothing goes to QBO until Linarc is fixed. Every other row is untouched."""
+    the wrong type but its number. That row keeps every good value and its QBO link, takes
+    the one readable change (the number) and so is Needs Sync, and its history names the
+    junk it ignored. Every other row is untouched."""
+    synced = StagedProject.objects.get(qbo_record_id="4242")
+    before = {f: getattr(synced, f) for f in ("name", "project_status", "client_name", "address")}
     requests.post(
         f"{linarc.base_url}/__emulator__/faults",
         json={"fault": "malformed", "route": "list"},
@@ -445,13 +448,14 @@ def test_linarc_page_of_wrong_types_stages_what_it_can(
     ]
     assert run.params["deletions_checked"] is False
     gone_bad = StagedProject.objects.get(qbo_record_id="4242")
-    assert gone_bad.status == NEEDS_ACTION
-    assert gone_bad.status_reason.startswith(
-        "Project name is a list, expected text; Unknown status 3; expected Bidding"
-    )
+    assert gone_bad.status == NEEDS_SYNC
+    assert gone_bad.number == "2417" and gone_bad.problems == []
+    assert {f: getattr(gone_bad, f) for f in before} == before
     assert gone_bad.qbo_sync_token == "3"
     update = ChangeEvent.objects.get(project=gone_bad, kind="updated")
-    assert update.details["status"] == [SYNCED, NEEDS_ACTION]
+    assert update.details["status"] == [SYNCED, NEEDS_SYNC]
+    assert "Linarc sent an unusable" in update.summary
+    assert {"name", "client_name", "address"} <= set(update.details["kept"])
     others = {pk: row for pk, row in staged_and_synced["rows"].items() if pk != gone_bad.pk}
     assert_untouched({**staged_and_synced, "rows": others}, _state())
 
@@ -878,10 +882,11 @@ QBO_CASES = [
             'The name "Main Street Storefront" is already used in QuickBooks by another record',
             twin=("Main Street Storefront", OTHER_PARENT)),
     QboCase("duplicate_name_under_the_same_client", "Main Street Storefront", NEEDS_ACTION,
-            'The name "Main Street Storefront" is already used in QuickBooks by another record',
+            'The name "Main Street Storefront" is already used in QuickBooks. QuickBooks job Id',
             twin=("main street  STOREFRONT", PARENT)),
     QboCase("names_equal_in_their_first_100_characters", LONG + " Phase 2", NEEDS_ACTION,
-            f'The name "{sanitize_display_name(LONG)}" is already used in QuickBooks by another',
+            f'The name "{sanitize_display_name(LONG)}" is already used in QuickBooks. QuickBooks '
+            "job Id",
             twin=(LONG + " Phase 1", PARENT)),
     QboCase("qbo_answers_an_html_error_page", "HTML Answer", FAILED,
             FAILED_AFTER_TRIES.format("QuickBooks had a temporary server error (503); will retry"),
@@ -1079,6 +1084,8 @@ WEBHOOK_CASES = [
     WebhookCase("entity_id_that_is_no_qbo_id", _notification(id="../1; DROP", operation="Update"),
                 200, NONE),
     WebhookCase("entity_id_of_40_digits", _notification(id="9" * 40, operation="Update"), 200,
+                {"accepted": 1}, stored={"entity_id": "9" * 40, "operation": "Update"}),
+    WebhookCase("entity_id_of_65_digits", _notification(id="9" * 65, operation="Update"), 200,
                 NONE),
     WebhookCase("operation_of_100_characters", _notification(id="58", operation="Update" * 17),
                 200, {"accepted": 1}, stored={"entity_id": "58", "operation": "Update" * 3 + "Up"}),

@@ -87,7 +87,7 @@ def test_qbo_ids_longer_than_32_characters_are_stored_whole(personas: Personas) 
 
 
 def test_manual_mapping_refuses_a_job_another_project_holds(personas: Personas) -> None:
-    parent, job, owner = _job_and_owner(personas)
+    parent, job, _owner = _job_and_owner(personas)
     project = StagedProjectFactory(company=personas.company, name="Clinic Parking")
     project_map_customer(
         company=personas.company, project_id=project.pk, qbo_customer_id=parent.pk, actor=None
@@ -136,7 +136,7 @@ def test_manual_mapping_views_answer_409_naming_the_owner(personas: Personas) ->
 def test_manual_mapping_that_loses_a_race_is_refused_by_the_database(
     personas: Personas, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    parent, job, owner = _job_and_owner(personas)
+    parent, job, _owner = _job_and_owner(personas)
     project = StagedProjectFactory(
         company=personas.company, qbo_customer=parent, status=SyncStatus.NEEDS_SYNC
     )
@@ -164,7 +164,7 @@ def test_manual_mapping_to_its_own_job_again_is_allowed(personas: Personas) -> N
 
 def test_map_refuses_a_customer_that_is_another_projects_job(personas: Personas) -> None:
     # The cache lists the job as a top-level customer (refreshed before it got its parent).
-    parent, job, owner = _job_and_owner(personas)
+    _parent_customer, job, _owner = _job_and_owner(personas)
     QboCustomer.objects.filter(pk=job.pk).update(is_job=False, parent_qbo_id="")
     project = StagedProjectFactory(company=personas.company)
     with pytest.raises(MappingError, match="QuickBooks job of project “Q-1 Clinic Expansion”"):

@@ -680,9 +680,18 @@ def qbo_customer_options(
     return list(customers.order_by("search_name", "id")[:limit])
 
 
+@dataclass(frozen=True)
+class JobOption:
+    """A QBO sub-customer in the Manual Mapping picker, and the project that holds it (a job
+    stands for one project only, so such a job is shown but cannot be chosen)."""
+
+    job: QboCustomer
+    held_by: StagedProject | None
+
+
 def qbo_job_options(
     *, company: Company, project: StagedProject, q: str, limit: int = CUSTOMER_OPTIONS_LIMIT
-) -> list[QboCustomer]:
+) -> list[JobOption]:
     """QBO sub-customers for Manual Mapping: the jobs under the project's customer, or every
     job when no customer is mapped yet."""
     jobs = QboCustomer.objects.filter(company=company, is_job=True, deleted_in_qbo=False)
@@ -691,7 +700,16 @@ def qbo_job_options(
     text = _customer_search(q)
     if text:
         jobs = jobs.filter(search_name__contains=text)
-    return list(jobs.order_by("search_name", "id")[:limit])
+    found = list(jobs.order_by("search_name", "id")[:limit])
+    holders = {
+        holder.qbo_record_id: holder
+        for holder in StagedProject.objects.filter(
+            company=company, qbo_record_id__in=[job.qbo_id for job in found]
+        )
+        .exclude(pk=project.pk)
+        .only("pk", "qbo_record_id", "number", "name")
+    }
+    return [JobOption(job, holders.get(job.qbo_id)) for job in found]
 
 
 def qbo_job_for_project(

@@ -462,15 +462,30 @@ def test_manual_mapping_drawer_links_an_existing_job(
     QboCustomerFactory(
         company=personas.company, display_name="Elsewhere Job", is_job=True, parent_qbo_id="999"
     )
+    # A job another project already synced is listed, marked, and cannot be chosen.
+    QboCustomerFactory(
+        company=personas.company,
+        display_name="Harbor Annex",
+        is_job=True,
+        parent_qbo_id=parent.qbo_id,
+        qbo_id="4402",
+    )
+    holder = seeded["projects"][7]
+    StagedProject.objects.filter(pk=holder.pk).update(qbo_record_id="4402")
     open_projects(page, live_server, personas.operator)
     row(page, project).get_by_text("Actions").click()
     row(page, project).get_by_role("menuitem", name="Manual Mapping").click()
     drawer = page.locator("#drawer")
     drawer.wait_for(state="visible")
     assert drawer.locator("#mm-jobs .option-name").all_inner_texts() == [
-        "Maple Street Elementary Renovation"
+        "Harbor Annex",
+        "Maple Street Elementary Renovation",
     ]
-    drawer.locator("#mm-jobs .option").first.click()
+    held = drawer.locator("#mm-jobs .option").first
+    assert held.is_disabled()
+    assert f"Linked to project {holder.number} {holder.name}" in held.inner_text()
+    view(page, "projects-manual-map-held-job")
+    drawer.locator("#mm-jobs .option", has_text="Maple Street").click()
     drawer.get_by_text("What will change").wait_for()
     assert "Id 4401" in drawer.locator(".mm-lines").inner_text()
     view(page, "projects-manual-map")

@@ -133,6 +133,27 @@ def test_manual_mapping_views_answer_409_naming_the_owner(personas: Personas) ->
     assert project.qbo_record_id == "" and owner.qbo_record_id == "87"
 
 
+def test_manual_mapping_picker_shows_a_held_job_as_linked_and_not_selectable(
+    personas: Personas,
+) -> None:
+    parent, job, _owner = _job_and_owner(personas)
+    free = QboCustomerFactory(
+        company=personas.company, qbo_id="88", is_job=True, parent_qbo_id="41", display_name="Free"
+    )
+    project = StagedProjectFactory(
+        company=personas.company, qbo_customer=parent, status=SyncStatus.NEEDS_SYNC
+    )
+    html = (
+        personas.client_for(personas.operator)
+        .get(reverse("portfolio:project_manual_map", args=[project.pk]), headers=HX)
+        .content.decode()
+    )
+    held = html[html.index("Northgate Clinic") - 400 : html.index("Northgate Clinic") + 300]
+    assert "disabled" in held and "Linked to project <bdi>Q-1 Clinic Expansion</bdi>" in held
+    assert f"qbo_customer={job.pk}&" not in html  # no preview link for the held job
+    assert f"qbo_customer={free.pk}&" in html
+
+
 def test_manual_mapping_that_loses_a_race_is_refused_by_the_database(
     personas: Personas, monkeypatch: pytest.MonkeyPatch
 ) -> None:

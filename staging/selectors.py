@@ -52,7 +52,11 @@ from staging.models import (
     SyncStatus,
 )
 from staging.services import status_counts
-from staging.templatetags.bidi import escape_bidi_controls, strip_bidi_controls
+from staging.templatetags.bidi import (
+    escape_bidi_controls,
+    strip_bidi_controls,
+    strip_bidi_overrides,
+)
 
 PAGE_SIZE = 50
 # From this offset on, a page is read as its ids first (see project_page).
@@ -460,8 +464,9 @@ def _html(value: Any) -> SafeString:
 
 
 def _text(value: str) -> SafeString:
-    # `_html` for the str columns (Django's `escape` is this, behind a lazy-string check).
-    return SafeString(html.escape(value))
+    # `_html` for the str columns (Django's `escape` is this, behind a lazy-string check),
+    # without the bidi overrides (staging.templatetags.bidi).
+    return SafeString(strip_bidi_overrides(html.escape(value)))
 
 
 def _date_label(value: datetime | None, fmt: str) -> SafeString:

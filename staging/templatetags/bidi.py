@@ -30,6 +30,18 @@ register = template.Library()
 BIDI_CONTROLS = re.compile("[\u202a-\u202e\u2066-\u2069\u200e\u200f\u061c]")
 
 
+# The two overrides (LRO, RLO) force every letter after them into one direction: Latin text
+# reads backwards ("Trojan Source", https://trojansource.codes/). Text written right to left
+# never needs them (embeddings, isolates and marks serve it), so names are shown without
+# them even inside an isolate, and a row reads the same as the confirm dialog.
+BIDI_OVERRIDES = re.compile("[\u202d\u202e]")
+
+
+def strip_bidi_overrides(text: str) -> str:
+    """``text`` without LRO/RLO: what a ``<bdi>`` shows."""
+    return BIDI_OVERRIDES.sub("", text)
+
+
 def strip_bidi_controls(text: str) -> str:
     """``text`` without bidi controls: for places that cannot hold a ``<bdi>``."""
     return BIDI_CONTROLS.sub("", text)
@@ -45,7 +57,7 @@ def escape_bidi_controls(json_text: str) -> str:
 @register.filter(is_safe=True)
 def bidi_isolate(value: Any) -> SafeString:
     """``value`` HTML-escaped (unless already safe) inside ``<bdi>``; "" stays ""."""
-    escaped = conditional_escape(value)
+    escaped = strip_bidi_overrides(conditional_escape(value))
     return SafeString(f"<bdi>{escaped}</bdi>") if escaped else SafeString("")
 
 

@@ -1,7 +1,7 @@
 """Earlier designs of the sync, for an A/B in one run. Nothing here is imported by the product.
 
 Start workers with ``celery -A bench.sync_before worker``: the product's Celery app, with
-one piece of ``staging.services.qbo_push`` replaced in each pool process after Django is
+one piece of ``staging.sync.push`` replaced in each pool process after Django is
 set up, chosen by ``BENCH_SYNC_BEFORE``:
 
 * ``per-row-commits``: each row's outcome written in its own transaction
@@ -29,7 +29,7 @@ __all__ = ["app"]
 
 
 def _one_transaction_per_row(*, lease: uuid.UUID, outcomes: list[tuple[Any, Any]]) -> int:
-    from staging.services.sync import project_record_outcome
+    from staging.sync.outcomes import project_record_outcome
 
     return sum(
         project_record_outcome(project=project, lease=lease, outcome=outcome)
@@ -52,7 +52,7 @@ class _WaitForBatchSlots:
 
 @worker_process_init.connect
 def _patch_pool_process(**_kwargs: Any) -> None:
-    from staging.services import qbo_push
+    from staging.sync import push as qbo_push
 
     variant = os.environ.get("BENCH_SYNC_BEFORE", "per-row-commits")
     if variant == "per-row-commits":

@@ -207,7 +207,7 @@ def sync_run(
     """
     from integrations.services.qbo import rate_limiter
     from staging.models import StagedProject, SyncStatus
-    from staging.services.sync import projects_enqueue_sync
+    from staging.sync.queue import projects_enqueue_sync
 
     rows = StagedProject.objects.filter(company=company)
     total = rows.filter(status=SyncStatus.NEEDS_SYNC).count()

@@ -27,6 +27,7 @@ clock, Redis' own ``TIME`` is the clock, so workers on different hosts agree.
 
 from __future__ import annotations
 
+import copy
 import math
 import random
 import threading
@@ -488,6 +489,15 @@ class RealmRateLimiter:
     @property
     def default_pause_seconds(self) -> float:
         return self.limits.pause_seconds
+
+    def with_max_wait(self, seconds: float) -> RealmRateLimiter:
+        """The same limiter (the same budget: the backend is shared) for a caller that
+        would rather hear "not now" than wait: when no slot comes within ``seconds``,
+        ``acquire`` raises :class:`ThrottledError` with ``retry_after`` set, before anything
+        is sent. The sync's lanes use it to give their worker process back."""
+        clone = copy.copy(self)
+        clone._max_wait = seconds
+        return clone
 
     def _now_ms(self) -> float | None:
         return None if self._clock is None else self._clock() * 1000

@@ -12,6 +12,39 @@ app = Celery("staging")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 
+# Work of different kinds waits in different queues, so none waits behind another's backlog:
+# a worker consumes all of them (staging.worker_process.worker_queues), and kombu takes from
+# its queues in turn (https://docs.celeryq.dev/en/stable/userguide/routing.html). Names hang
+# off the default queue, so tests and benchmarks that run on a queue of their own keep all
+# four apart from everyone else's.
+SYNC, MAINTENANCE, WEBHOOKS = "sync", "maintenance", "webhooks"
+_LANE_OF_TASK = {
+    "staging.sync_lane": SYNC,
+    "staging.sync_projects": SYNC,
+    "staging.dispatch_sync_run": SYNC,
+    "staging.heartbeat": MAINTENANCE,
+    "staging.requeue_stale_projects": MAINTENANCE,
+    "staging.expire_lost_imports": MAINTENANCE,
+    "staging.scheduled_pull": MAINTENANCE,
+    "integrations.process_qbo_webhook": WEBHOOKS,
+    "integrations.process_qbo_webhooks": WEBHOOKS,
+}
+
+
+def queue_name(lane: str | None, base: str | None = None) -> str:
+    """The broker queue of a lane (None: the default queue, for imports and the rest)."""
+    base = base or str(app.conf.task_default_queue)
+    return f"{base}.{lane}" if lane else base
+
+
+def route_task(
+    name: str, args: Any, kwargs: Any, options: Any, task: Any = None, **kw: Any
+) -> dict[str, str]:
+    return {"queue": queue_name(_LANE_OF_TASK.get(name))}
+
+
+app.conf.task_routes = (route_task,)
+
 # The fixed beat schedule, in one place. Per-company Linarc pulls are not here: they are
 # django-celery-beat PeriodicTasks kept in step with each company's SyncRules.
 app.conf.beat_schedule = {

@@ -101,8 +101,15 @@ class StagedProject(models.Model):
         db_index=False,
     )
     attempts = models.PositiveIntegerField(default=0)
+    # While Queued: the claim's expiry, or (no lease) the moment the row may be claimed again
+    # after a transient error (backoff). See staging/sync.
     leased_until = models.DateTimeField(null=True, blank=True)
     queued_at = models.DateTimeField(null=True, blank=True)
+    # The order of a company's Queued rows: interactive work (a retry, a hand-picked
+    # selection) before bulk work, then oldest first (staging/sync/lanes.py).
+    sync_priority = models.PositiveSmallIntegerField(default=1)
+    # Transient failures of this attempt so far; the row is Failed after SYNC_MAX_TRIES.
+    sync_tries = models.PositiveSmallIntegerField(default=0)
 
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(default=timezone.now)
@@ -147,6 +154,12 @@ class StagedProject(models.Model):
                 fields=["status", "leased_until"],
                 condition=Q(status=SyncStatus.QUEUED),
                 name="staged_queued_lease",
+            ),
+            # A lane's read: the company's next Queued rows in the order they are sent.
+            models.Index(
+                fields=["company", "sync_priority", "queued_at", "id"],
+                condition=Q(status=SyncStatus.QUEUED),
+                name="staged_lane_order",
             ),
             models.Index(
                 fields=["qbo_customer"],
@@ -287,6 +300,30 @@ class Run(models.Model):
         if not self.total:
             return 0
         return min(100, int(self.processed * 100 / self.total))
+
+
+class SyncLane(models.Model):
+    """One of a company's lanes through the workers (staging/sync/lanes.py).
+
+    A lane is a chain of Celery messages, each sending one chunk of the company's Queued rows
+    and then the next message to the tail of the queue, so every company with work has at
+    most SYNC_LANES_PER_REALM messages waiting at any time, whatever its backlog. A lane is
+    taken with a conditional UPDATE of ``active_until``; its ``token`` tells the chain's
+    current message from a stale duplicate. An ``active_until`` in the past means the chain
+    was lost (the reaper starts it again)."""
+
+    company = models.ForeignKey(Company, on_delete=models.CASCADE, related_name="+")
+    slot = models.PositiveSmallIntegerField()
+    token = models.UUIDField(null=True, blank=True)
+    active_until = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["company", "slot"], name="unique_sync_lane"),
+        ]
+
+    def __str__(self) -> str:
+        return f"lane {self.slot} of company {self.company_id}"
 
 
 class WorkerHeartbeat(models.Model):

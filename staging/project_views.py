@@ -29,9 +29,10 @@ from integrations.tenancy import company_required, current_company
 from staging import selectors
 from staging.models import StagedProject
 from staging.selectors import ProjectFilters, ProjectPage, ProjectRow
-from staging.services import mapping, sync
+from staging.services import mapping
 from staging.services.qbo_payload import project_qbo_request_preview
 from staging.services.workers import workers_online
+from staging.sync import queue as sync
 from staging.templatetags.bidi import bidi_isolate
 
 PAGE_TEMPLATE = "staging/projects.html"

@@ -236,6 +236,11 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # reconnecting cost a sync worker 5-8 % of its time (py-spy, docs/benchmarks.md).
 CELERY_DB_REUSE_MAX = env.get_int("CELERY_DB_REUSE_MAX", 100, minimum=0)
 SYNC_LEASE_SECONDS = env.get_int("SYNC_LEASE_SECONDS", 300, minimum=1)
+# The sync's scheduler (staging/sync): how many chunks of one company may be in the workers
+# at once (its lanes), and how long a lane waits for a QBO slot before it gives its worker
+# process back and comes again when the realm has budget.
+SYNC_LANES_PER_REALM = env.get_int("SYNC_LANES_PER_REALM", 4, minimum=1)
+SYNC_LIMITER_MAX_WAIT_SECONDS = env.get_int("SYNC_LIMITER_MAX_WAIT_MS", 2000, minimum=1) / 1000
 
 # Redis shared by workers for the per-realm QBO rate limiter; None = in-process fallback.
 RATE_LIMIT_REDIS_URL = env.optional("RATE_LIMIT_REDIS_URL") or (

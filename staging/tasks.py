@@ -6,8 +6,8 @@ import socket
 
 from celery import shared_task
 
-import staging.import_tasks  # noqa: F401  (registers the import tasks with Celery)
-from staging import sync_tasks  # noqa: F401  (registers the sync tasks with Celery)
+import staging.import_tasks
+import staging.sync.tasks  # noqa: F401  (registers the sync tasks with Celery)
 from staging.services.imports import import_runs_expire_lost
 from staging.services.workers import worker_heartbeat_record
 

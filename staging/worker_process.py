@@ -11,6 +11,18 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def worker_queues(base: str | None = None) -> list[str]:
+    """Every queue a worker of this project consumes: the default one and one per lane
+    (staging.celery). ``base`` None is the configured default queue."""
+    from staging.celery import MAINTENANCE, SYNC, WEBHOOKS, queue_name
+
+    if base is None:
+        from django.conf import settings
+
+        base = settings.CELERY_TASK_DEFAULT_QUEUE
+    return [queue_name(lane, base) for lane in (None, SYNC, MAINTENANCE, WEBHOOKS)]
+
+
 def celery_worker_command(
     *,
     concurrency: int,
@@ -20,15 +32,15 @@ def celery_worker_command(
     heartbeat: bool = True,
 ) -> list[str]:
     """``celery worker`` with the prefork pool. Gossip and mingle are off: workers never
-    need each other's state here, and both slow start-up down. ``queue`` None consumes the
-    default queue; ``heartbeat=False`` for short-lived workers of tests and benchmarks."""
+    need each other's state here, and both slow start-up down. ``queue`` is the base of the
+    queues consumed (:func:`worker_queues`), None the configured default;
+    ``heartbeat=False`` for short-lived workers of tests and benchmarks."""
     command = [sys.executable, "-m", "celery", "-A", app, "worker", "-l", "info"]
     command += ["--pool", "prefork", "--concurrency", str(concurrency)]
     command += ["--without-gossip", "--without-mingle"]
     if not heartbeat:
         command.append("--without-heartbeat")
-    if queue:
-        command += ["-Q", queue]
+    command += ["-Q", ",".join(worker_queues(queue))]
     if name:
         command += ["-n", name]
     return command

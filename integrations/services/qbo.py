@@ -118,8 +118,18 @@ class DjangoTokenStore:
             raise
 
 
+def sync_rate_limiter() -> RealmRateLimiter:
+    """The realm's shared budget for the sync's lanes: a slot that does not come within
+    ``SYNC_LIMITER_MAX_WAIT_SECONDS`` is refused at once (ThrottledError with retry_after),
+    so a worker process never sits in one realm's limiter while other realms have work."""
+    return rate_limiter().with_max_wait(settings.SYNC_LIMITER_MAX_WAIT_SECONDS)
+
+
 def qbo_client_for(
-    *, company: Company, on_request: Callable[[RequestRecord], None] | None = None
+    *,
+    company: Company,
+    on_request: Callable[[RequestRecord], None] | None = None,
+    limiter: RealmRateLimiter | None = None,
 ) -> QboClient:
     """A client for one task and realm (python-quickbooks clients are not thread-safe)."""
     connection = QboConnection.objects.filter(company=company).first()
@@ -134,6 +144,6 @@ def qbo_client_for(
         qbo_config(),
         connection.realm_id,
         DjangoTokenStore(connection.pk),
-        rate_limiter(),
+        limiter or rate_limiter(),
         on_request=on_request,
     )

@@ -287,10 +287,10 @@ def test_select_rows_with_click_ctrl_shift_and_select_all(
 def test_sync_to_qbo_previews_then_queues_and_summarises(
     page: Any, live_server: Any, personas: Personas, seeded: Any, monkeypatch: Any
 ) -> None:
-    dispatched: list[int] = []
+    woken: list[tuple[int, int]] = []
     monkeypatch.setattr(
-        "staging.services.sync._dispatch",
-        lambda *, project_ids, run_id: dispatched.extend(project_ids),
+        "staging.sync.queue.lanes_wake",
+        lambda *, company_id, rows: woken.append((company_id, rows)),
     )
     projects = seeded["projects"]
     open_projects(page, live_server, personas.operator)
@@ -323,16 +323,19 @@ def test_sync_to_qbo_previews_then_queues_and_summarises(
     assert row(page, projects[0]).get_attribute("data-status") == "needs_action"
     assert page.locator("#sync-progress .run-progress").is_visible()
     assert page.locator("#selection-bar").is_hidden()  # the selection is spent
-    assert sorted(dispatched) == sorted([projects[1].pk, projects[3].pk])
+    assert woken == [(personas.company.pk, 2)]
+    assert set(
+        StagedProject.objects.filter(status=SyncStatus.QUEUED).values_list("pk", flat=True)
+    ) == {projects[1].pk, projects[3].pk}
     view(page, "projects-sync-queued")
 
 
 def test_failed_shows_its_reason_on_hover_and_focus_and_click_retries(
     page: Any, live_server: Any, personas: Personas, seeded: Any, monkeypatch: Any
 ) -> None:
-    from staging.services.sync import run_refresh_progress
+    from staging.sync.outcomes import run_refresh_progress
 
-    monkeypatch.setattr("staging.services.sync._dispatch", lambda **kwargs: None)
+    monkeypatch.setattr("staging.sync.queue.lanes_wake", lambda **kwargs: None)
     failed = seeded["failed"]
     open_projects(page, live_server, personas.operator)
     badge = row(page, failed).get_by_role("button", name="Failed")

@@ -33,8 +33,9 @@ from qbo_client import oauth
 from qbo_client.emulator import QboEmulator
 from staging.models import Run, RunKind, RunState, StagedProject, SyncStatus
 from staging.services.imports import import_run_create, import_run_execute
-from staging.services.qbo_push import projects_push
-from staging.services.sync import projects_claim, projects_enqueue_sync
+from staging.sync.outcomes import projects_claim
+from staging.sync.push import projects_push
+from staging.sync.queue import projects_enqueue_sync
 from tests.conftest import Personas
 from tests.factories import StagedProjectFactory
 from tests.fixtures.linarc import EMULATOR_API_KEY

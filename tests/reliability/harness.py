@@ -30,7 +30,8 @@ from integrations.models import Company, QboCustomer
 from qbo_client.emulator import QboEmulator
 from staging.celery import app
 from staging.models import ChangeEvent, EventKind, Run, RunState, StagedProject, SyncStatus
-from staging.services.sync import projects_enqueue_sync, projects_requeue_stale
+from staging.sync.queue import projects_enqueue_sync
+from staging.sync.reaper import projects_requeue_stale
 from tests.fixtures.qbo import control
 from tests.fixtures.workers import ROOT, WorkerPool
 
@@ -208,12 +209,20 @@ class Stack:
                 index = self.node_index(node)
                 if index is None or self.pool.processes[index].poll() is not None:
                     continue
-                rows = [
-                    pk
+                # A lane's message names its company, not its rows: the rows it holds are
+                # the company's claimed ones (shared by its lanes; a kill takes some of them).
+                companies = [
+                    (task.get("kwargs") or {}).get("company_id")
                     for task in tasks
-                    if task.get("name") == "staging.sync_projects"
-                    for pk in (task.get("kwargs") or {}).get("project_ids", [])
+                    if task.get("name") == "staging.sync_lane"
                 ]
+                rows = list(
+                    StagedProject.objects.filter(
+                        company_id__in=[c for c in companies if c is not None],
+                        status=SyncStatus.QUEUED,
+                        lease_id__isnull=False,
+                    ).values_list("pk", flat=True)
+                )
                 if rows:
                     busy[index] = rows
             return busy

@@ -48,13 +48,9 @@ from qbo_client.names import sanitize_display_name
 from staging.models import ChangeEvent, Run, RunKind, RunState, StagedProject, SyncStatus
 from staging.services.imports import NO_CUSTOMER_REASON, import_run_create, import_run_execute
 from staging.services.qbo_payload import project_display_name
-from staging.services.qbo_push import TransientPushError, projects_push
-from staging.services.sync import (
-    projects_claim,
-    projects_enqueue_sync,
-    projects_fail_transient,
-    projects_release,
-)
+from staging.sync.outcomes import projects_claim, projects_fail_transient, projects_release
+from staging.sync.push import TransientPushError, projects_push
+from staging.sync.queue import projects_enqueue_sync
 from tests.conftest import Personas
 from tests.factories import QboCustomerFactory, StagedProjectFactory
 from tests.fixtures import linarc as linarc_fixtures

@@ -18,14 +18,10 @@ from integrations.models import QboCustomer
 from integrations.services import qbo as qbo_services
 from qbo_client.emulator import QboEmulator
 from staging.models import ChangeEvent, EventKind, StagedProject, SyncStatus
-from staging.services import qbo_push
-from staging.services.sync import (
-    Outcome,
-    project_record_outcome,
-    projects_claim,
-    projects_enqueue_sync,
-    projects_requeue_stale,
-)
+from staging.sync import push as qbo_push
+from staging.sync.outcomes import Outcome, project_record_outcome, projects_claim
+from staging.sync.queue import projects_enqueue_sync
+from staging.sync.reaper import projects_requeue_stale
 from tests.conftest import Personas
 from tests.factories import QboCustomerFactory, StagedProjectFactory
 from tests.fixtures.qbo import connect_company, control, refresh_customers
@@ -129,7 +125,9 @@ def test_reaper_never_requeues_a_row_a_worker_finishes_meanwhile(
 
     def worker_writes_after_the_reapers_select(execute, sql, params, many, context):
         result = execute(sql, params, many, context)
-        if sql.lstrip().upper().startswith("SELECT") and "queued_at" in sql and not worker.ident:
+        # The reaper's first read is the expired claims (their leased_until).
+        stale_read = sql.lstrip().upper().startswith("SELECT") and "LEASED_UNTIL" in sql.upper()
+        if stale_read and not worker.ident:
             worker.start()
             # Give the worker its chance to commit in the reaper's window (it may be made
             # to wait for the reaper's lock instead; the reaper goes on either way).

@@ -15,7 +15,7 @@ import pytest
 
 from integrations.models import QboConnection, QboConnectionStatus
 from staging.models import ChangeEvent, EventKind, StagedProject, SyncStatus
-from staging.services.sync import projects_retry_failed
+from staging.sync.queue import projects_retry_failed
 from tests.factories import StagedProjectFactory
 from tests.fixtures.qbo import connect_company
 from tests.reliability.harness import (

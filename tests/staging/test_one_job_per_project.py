@@ -20,7 +20,7 @@ from integrations.models import QboCustomer, WebhookEvent
 from integrations.services.webhooks import webhook_process
 from qbo_client.emulator import QboEmulator
 from staging.models import ChangeEvent, EventKind, StagedProject, SyncStatus
-from staging.services import mapping, qbo_push
+from staging.services import mapping
 from staging.services.mapping import (
     MappingError,
     QboJobTaken,
@@ -28,7 +28,8 @@ from staging.services.mapping import (
     project_manual_map,
     project_map_customer,
 )
-from staging.services.sync import Outcome, projects_record_outcomes
+from staging.sync import push as qbo_push
+from staging.sync.outcomes import Outcome, projects_record_outcomes
 from tests.conftest import Personas
 from tests.factories import CompanyFactory, QboCustomerFactory, StagedProjectFactory
 from tests.fixtures.qbo import connect_company, control, refresh_customers

@@ -14,8 +14,9 @@ from django.db.models import QuerySet
 from integrations.models import QboConnection, QboConnectionStatus, QboCustomer
 from qbo_client.emulator import QboEmulator
 from staging.models import ChangeEvent, EventKind, StagedProject, SyncStatus
-from staging.services.qbo_push import TransientPushError, projects_push
-from staging.services.sync import projects_claim, projects_enqueue_sync, projects_release
+from staging.sync.outcomes import projects_claim, projects_release
+from staging.sync.push import TransientPushError, projects_push
+from staging.sync.queue import projects_enqueue_sync
 from tests.conftest import Personas
 from tests.factories import StagedProjectFactory
 from tests.fixtures.qbo import connect_company, control, qbo_env, refresh_customers

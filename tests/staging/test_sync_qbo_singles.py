@@ -15,7 +15,7 @@ from integrations.services import qbo as qbo_services
 from qbo_client.emulator import QboEmulator
 from qbo_client.ratelimit import RealmRateLimiter
 from staging.models import ChangeEvent, EventKind, StagedProject, SyncStatus
-from staging.services import qbo_push
+from staging.sync import push as qbo_push
 from tests.conftest import Personas
 from tests.fixtures.qbo import connect_company, control, refresh_customers
 from tests.staging.test_sync_qbo import _jobs_named, _mapped_projects, _parent, _sync_in_process

@@ -2,18 +2,20 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-import pytest
 from django.utils import timezone
 
-from staging.models import ChangeEvent, EventKind, Run, StagedProject, SyncStatus
-from staging.services.sync import (
+from staging.models import ChangeEvent, EventKind, Run, StagedProject, SyncLane, SyncStatus
+from staging.sync.lanes import lane_claim
+from staging.sync.outcomes import projects_claim
+from staging.sync.queue import (
+    BULK,
+    INTERACTIVE,
     NO_CUSTOMER,
     EnqueueSummary,
-    projects_claim,
     projects_enqueue_sync,
-    projects_requeue_stale,
     sync_preview,
 )
+from staging.sync.reaper import projects_requeue_stale
 from tests.conftest import Personas
 from tests.factories import QboCustomerFactory, StagedProjectFactory
 
@@ -86,13 +88,17 @@ def test_enqueue_twice_queues_nothing_the_second_time(
 
 
 def test_claim_is_exclusive_while_the_lease_holds(
-    personas: Personas, django_capture_on_commit_callbacks
+    personas: Personas, django_capture_on_commit_callbacks, monkeypatch
 ) -> None:
     rows = _mixed_rows(personas)
     with django_capture_on_commit_callbacks():
         projects_enqueue_sync(
             company=personas.company, projects=StagedProject.objects.all(), actor=None
         )
+    woken: list[int] = []
+    monkeypatch.setattr(
+        "staging.sync.reaper.lanes_wake", lambda *, company_id: woken.append(company_id)
+    )
     ids = [rows["needs_sync"].pk, rows["failed"].pk]
     _lease, claimed = projects_claim(project_ids=ids)
     assert len(claimed) == 2
@@ -101,9 +107,8 @@ def test_claim_is_exclusive_while_the_lease_holds(
     # The worker dies: once the lease expires the reaper hands the rows back, same attempt.
     attempt = StagedProject.objects.get(pk=ids[0]).attempt_id
     StagedProject.objects.filter(pk__in=ids).update(leased_until=timezone.now() - timedelta(1))
-    with django_capture_on_commit_callbacks() as callbacks:
-        assert sorted(projects_requeue_stale()) == sorted(ids)
-    assert len(callbacks) == 1
+    assert sorted(projects_requeue_stale()) == sorted(ids)
+    assert woken == [personas.company.pk]  # no lane is live: the company's lanes start again
     assert StagedProject.objects.get(pk=ids[0]).attempt_id == attempt
     requeued = ChangeEvent.objects.filter(kind=EventKind.REQUEUED)
     assert requeued.count() == 2
@@ -114,40 +119,54 @@ def test_claim_is_exclusive_while_the_lease_holds(
     assert len(reclaimed) == 2
 
 
-def test_reaper_tells_a_row_no_worker_took_from_one_whose_worker_stopped(
-    personas: Personas, django_capture_on_commit_callbacks
+def test_reaper_never_touches_rows_that_are_only_waiting(
+    personas: Personas, django_capture_on_commit_callbacks, monkeypatch
 ) -> None:
     rows = _mixed_rows(personas)
     with django_capture_on_commit_callbacks():
         projects_enqueue_sync(
             company=personas.company, projects=StagedProject.objects.all(), actor=None
         )
+    woken: list[int] = []
+    monkeypatch.setattr(
+        "staging.sync.reaper.lanes_wake", lambda *, company_id: woken.append(company_id)
+    )
     taken, waiting = rows["needs_sync"].pk, rows["failed"].pk
     projects_claim(project_ids=[taken])
     long_ago = timezone.now() - timedelta(minutes=10)
-    StagedProject.objects.filter(pk=taken).update(leased_until=long_ago)
     StagedProject.objects.filter(pk=waiting).update(queued_at=long_ago)
-
-    with django_capture_on_commit_callbacks():
-        assert sorted(projects_requeue_stale(older_than=timedelta(minutes=5))) == sorted(
-            [taken, waiting]
-        )
-    summaries = dict(
-        ChangeEvent.objects.filter(kind=EventKind.REQUEUED).values_list("project_id", "summary")
+    # The company's lane is live (its chain is running): a long wait is a backlog, not a
+    # fault. Nothing is given back, nothing is written, no message is sent.
+    SyncLane.objects.create(
+        company=personas.company, slot=0, active_until=timezone.now() + timedelta(minutes=5)
     )
-    assert summaries == {
-        taken: "Re-queued: the worker handling it stopped before finishing",
-        waiting: "Sent to the workers again: not picked up within 5 minutes",
-    }
+    before = StagedProject.objects.get(pk=waiting)
+    assert projects_requeue_stale() == []
+    after = StagedProject.objects.get(pk=waiting)
+    assert (after.queued_at, after.leased_until, after.lease_id) == (
+        before.queued_at,
+        before.leased_until,
+        before.lease_id,
+    )
+    assert not ChangeEvent.objects.filter(kind=EventKind.REQUEUED).exists()
+    assert woken == []
+    # The lane's chain is lost (its hold expired): the lane is started again, the rows
+    # still get no history entry.
+    SyncLane.objects.filter(company=personas.company).update(
+        active_until=timezone.now() - timedelta(seconds=1)
+    )
+    assert projects_requeue_stale() == []
+    assert woken == [personas.company.pk]
+    assert not ChangeEvent.objects.filter(kind=EventKind.REQUEUED).exists()
 
 
-def _needs_sync_rows(personas: Personas, count: int) -> list[int]:
+def _needs_sync_rows(personas: Personas, count: int, prefix: str = "fan-") -> list[int]:
     customers = QboCustomerFactory.create_batch(3, company=personas.company)
     StagedProject.objects.bulk_create(
         [
             StagedProject(
                 company=personas.company,
-                linarc_id=f"fan-{i}",
+                linarc_id=f"{prefix}{i}",
                 qbo_customer=customers[i % 3],
                 status=SyncStatus.NEEDS_SYNC,
             )
@@ -155,7 +174,7 @@ def _needs_sync_rows(personas: Personas, count: int) -> list[int]:
         ]
     )
     return list(
-        StagedProject.objects.filter(linarc_id__startswith="fan-")
+        StagedProject.objects.filter(linarc_id__startswith=prefix)
         .order_by("qbo_customer_id", "pk")
         .values_list("pk", flat=True)
     )
@@ -183,62 +202,63 @@ def test_queued_events_are_written_by_the_database_one_per_row(
         assert abs((event.at - run.started_at).total_seconds()) < 60
 
 
-def test_a_big_selection_sends_one_fan_out_task_that_sends_the_chunks_once(
-    personas: Personas, django_capture_on_commit_callbacks, monkeypatch
+def test_enqueue_wakes_one_lane_per_chunk_up_to_the_lane_count(
+    personas: Personas, django_capture_on_commit_callbacks, monkeypatch, settings
 ) -> None:
-    from staging.services import sync
-
-    ids = _needs_sync_rows(personas, sync.FAN_OUT_THRESHOLD + 31)
-    fan_outs: list[dict[str, object]] = []
-    chunks: list[list[int]] = []
-    monkeypatch.setattr(
-        "staging.sync_tasks.dispatch_sync_run.delay", lambda **kwargs: fan_outs.append(kwargs)
-    )
-    monkeypatch.setattr(
-        "staging.sync_tasks.sync_projects.delay",
-        lambda *, project_ids, run_id: chunks.append(project_ids),
-    )
-    with django_capture_on_commit_callbacks(execute=True):
-        summary = projects_enqueue_sync(
-            company=personas.company, projects=StagedProject.objects.all(), actor=None
-        )
-
-    assert summary.queued == len(ids)
-    assert chunks == []  # the request sent one message, not one per chunk
-    assert len(fan_outs) == 1 and fan_outs[0]["run_id"] == summary.run_id
-
-    from staging.sync_tasks import dispatch_sync_run
-
-    sent = dispatch_sync_run(**fan_outs[0])
-    again = dispatch_sync_run(**fan_outs[0])  # a re-delivered message
-    assert (sent, again) == (len(ids), 0)
-    assert [len(c) for c in chunks] == [30] * (len(ids) // 30) + [len(ids) % 30]
-    assert [pk for chunk in chunks for pk in chunk] == ids
-
-
-def test_a_small_selection_is_sent_as_chunks_directly(
-    personas: Personas, django_capture_on_commit_callbacks, monkeypatch
-) -> None:
-    ids = _needs_sync_rows(personas, 45)
-    chunks: list[list[int]] = []
-    monkeypatch.setattr(
-        "staging.sync_tasks.dispatch_sync_run.delay",
-        lambda **kwargs: pytest.fail("no fan-out for a small selection"),
-    )
-    monkeypatch.setattr(
-        "staging.sync_tasks.sync_projects.delay",
-        lambda *, project_ids, run_id: chunks.append(project_ids),
-    )
+    settings.SYNC_LANES_PER_REALM = 3
+    sent: list[dict[str, object]] = []
+    monkeypatch.setattr("staging.sync.lanes._send", lambda **kwargs: sent.append(kwargs))
+    _needs_sync_rows(personas, 45)  # two chunks
     with django_capture_on_commit_callbacks(execute=True):
         projects_enqueue_sync(
-            company=personas.company, projects=StagedProject.objects.all(), actor=None
+            company=personas.company,
+            projects=StagedProject.objects.filter(linarc_id__startswith="fan-"),
+            actor=None,
         )
-    assert [len(c) for c in chunks] == [30, 15]
-    assert [pk for chunk in chunks for pk in chunk] == ids
+    assert [m["slot"] for m in sent] == [0, 1]
+    # 10,000 rows: still one message per lane, never one per chunk.
+    _needs_sync_rows(personas, 400, prefix="big-")
+    sent.clear()
+    with django_capture_on_commit_callbacks(execute=True):
+        projects_enqueue_sync(
+            company=personas.company,
+            projects=StagedProject.objects.filter(linarc_id__startswith="big-"),
+            actor=None,
+        )
+    assert [m["slot"] for m in sent] == [2]  # lanes 0 and 1 are busy: they find the rows
+
+
+def test_small_runs_and_retries_are_interactive_and_claimed_first(
+    personas: Personas, django_capture_on_commit_callbacks
+) -> None:
+    _needs_sync_rows(personas, 40, prefix="bulk-")
+    with django_capture_on_commit_callbacks():
+        projects_enqueue_sync(
+            company=personas.company,
+            projects=StagedProject.objects.filter(linarc_id__startswith="bulk-"),
+            actor=None,
+        )
+        picked = _needs_sync_rows(personas, 2, prefix="pick-")
+        projects_enqueue_sync(
+            company=personas.company,
+            projects=StagedProject.objects.filter(pk__in=picked),
+            actor=None,
+        )
+    priorities = dict(
+        StagedProject.objects.filter(status=SyncStatus.QUEUED).values_list(
+            "linarc_id", "sync_priority"
+        )
+    )
+    assert {p for k, p in priorities.items() if k.startswith("bulk-")} == {BULK}
+    assert {p for k, p in priorities.items() if k.startswith("pick-")} == {INTERACTIVE}
+    _lease, first = lane_claim(company_id=personas.company.pk)
+    # The two picked rows, queued last, come first; then bulk rows oldest first.
+    claimed = {p.pk for p in first}
+    assert set(picked) <= claimed and len(claimed) == 30
 
 
 def test_run_progress_is_counted_by_status(personas: Personas) -> None:
-    from staging.services.sync import run_refresh_progress
+    from staging.sync.outcomes import run_refresh_progress
 
     ids = _needs_sync_rows(personas, 5)
     summary = projects_enqueue_sync(

@@ -1,6 +1,6 @@
 """Push claimed projects to QBO as sub-customers: lookup, adopt or create, sparse update.
 
-Called by the sync task with rows it has claimed (staging.services.sync.projects_claim).
+Called by a lane (lanes.py) with rows it has claimed.
 Every row gets an outcome (Synced / Failed / Needs Action) except rows hit by a transient
 error, which are returned so the task can retry them with backoff.
 """
@@ -19,6 +19,7 @@ from integrations.services.qbo import (
     QboNotConnected,
     connection_mark_needs_reconnect,
     qbo_client_for,
+    sync_rate_limiter,
 )
 from qbo_client.client import BatchItem, QboClient, QboCustomerData, RequestRecord
 from qbo_client.errors import (
@@ -33,8 +34,7 @@ from qbo_client.names import escape_query_literal, normalize_for_compare
 from qbo_client.ratelimit import BatchWindowFull
 from staging.models import StagedProject, SyncStatus
 from staging.services.qbo_payload import fields_hash, project_job_fields
-from staging.services.sync import (
-    BATCH_SIZE,
+from staging.sync.outcomes import (
     Outcome,
     project_link_qbo_job,
     project_record_outcome,
@@ -43,6 +43,8 @@ from staging.services.sync import (
 )
 
 log = logging.getLogger(__name__)
+
+BATCH_SIZE = 30  # QBO's batch item limit
 
 SINGLES_PER_WRITE = 10  # single-request rows per outcome transaction (_send_singles)
 
@@ -165,7 +167,9 @@ def projects_push(*, lease: uuid.UUID, projects: list[StagedProject]) -> None:
     company = projects[0].company
     exchanges: list[RequestRecord] = []
     try:
-        client = qbo_client_for(company=company, on_request=exchanges.append)
+        client = qbo_client_for(
+            company=company, on_request=exchanges.append, limiter=sync_rate_limiter()
+        )
     except (QboNotConnected, ReconnectRequired, PermanentError) as exc:
         # PermanentError: building the client fetches the discovery document, which may be
         # refused (a non-public host in production) or malformed; no retry can help.

@@ -1,0 +1,190 @@
+"""Queue: which rows may be sent to QBO, and stamping them Queued.
+
+Queueing stamps each row with an attempt id (the QBO requestid derives from it, so a
+re-delivered message or a retry after a lost response is replayed by QBO, not applied twice)
+and a priority: a one-click retry or a hand-picked selection goes before bulk work. Then it
+wakes the company's lanes (lanes.py), which send the rows in that order.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
+
+from django.db import transaction
+from django.db.models import Q, QuerySet
+from django.utils import timezone
+
+from integrations.models import Company
+from staging.models import EventKind, Run, RunKind, RunState, StagedProject, SyncStatus
+from staging.services.events import events_record_for_attempt
+from staging.sync.lanes import CHUNK_SIZE, lanes_wake
+
+NO_CUSTOMER = "No QBO customer selected"
+# A run of at most this many rows, or any retry, is interactive: it goes before bulk rows.
+INTERACTIVE_MAX_ROWS = CHUNK_SIZE
+INTERACTIVE, BULK = 0, 1
+
+
+@dataclass
+class EnqueueSummary:
+    queued: int = 0
+    skipped: dict[str, int] = field(default_factory=dict)
+    run_id: int | None = None
+
+    @property
+    def skipped_total(self) -> int:
+        return sum(self.skipped.values())
+
+    def describe(self) -> str:
+        text = f"Queued {self.queued:,} project{'s' if self.queued != 1 else ''} for QBO."
+        if self.skipped:
+            reasons = ", ".join(f"{reason} ({count:,})" for reason, count in self.skipped.items())
+            text += f" Skipped {self.skipped_total:,}: {reasons}."
+        return text
+
+
+def _eligible_q() -> Q:
+    return Q(
+        status__in=(SyncStatus.NEEDS_SYNC, SyncStatus.FAILED),
+        qbo_customer__isnull=False,
+        deleted_in_linarc=False,
+    )
+
+
+def _skip_reasons(projects: QuerySet[StagedProject]) -> dict[str, int]:
+    """Why the ineligible rows will not sync, counted in one grouped query."""
+    reasons: Counter[str] = Counter()
+    rows = (
+        projects.exclude(_eligible_q())
+        .values_list("status", "deleted_in_linarc", "qbo_customer_id")
+        .order_by()
+    )
+    grouped: Counter[tuple[str, bool, bool]] = Counter(
+        (status, deleted, customer is not None) for status, deleted, customer in rows.iterator()
+    )
+    for (status, deleted, has_customer), count in grouped.items():
+        if deleted:
+            reasons["Deleted in Linarc"] += count
+        elif not has_customer:
+            reasons[NO_CUSTOMER] += count
+        elif status == SyncStatus.SYNCED:
+            reasons["Already synced, no changes"] += count
+        elif status == SyncStatus.QUEUED:
+            reasons["Already queued"] += count
+        else:
+            reasons["Needs action first"] += count
+    return dict(reasons)
+
+
+def sync_preview(*, company: Company, projects: QuerySet[StagedProject]) -> EnqueueSummary:
+    projects = projects.filter(company=company)
+    return EnqueueSummary(
+        queued=projects.filter(_eligible_q()).count(), skipped=_skip_reasons(projects)
+    )
+
+
+def _queue(
+    *,
+    company: Company,
+    projects: QuerySet[StagedProject],
+    actor: Any,
+    kind: EventKind,
+    summary: str,
+) -> EnqueueSummary:
+    projects = projects.filter(company=company)
+    skipped = _skip_reasons(projects)
+    now = timezone.now()
+    with transaction.atomic():
+        run = Run.objects.create(
+            company=company,
+            kind=RunKind.SYNC,
+            started_by=actor if actor else None,
+            state=RunState.RUNNING,
+            started_at=now,
+        )
+        attempt = uuid.uuid4()
+        queued = (
+            StagedProject.objects.filter(pk__in=projects.filter(_eligible_q()).values("pk"))
+            .filter(_eligible_q())
+            .update(
+                status=SyncStatus.QUEUED,
+                status_reason="",
+                attempt_id=attempt,
+                lease_id=None,
+                leased_until=None,
+                queued_at=now,
+                sync_run=run,
+                sync_priority=BULK,
+                sync_tries=0,
+                updated_at=now,
+            )
+        )
+        if 0 < queued <= INTERACTIVE_MAX_ROWS:
+            # A click on Failed or a hand-picked few: before the company's own bulk rows.
+            StagedProject.objects.filter(sync_run=run).update(sync_priority=INTERACTIVE)
+        run.total = queued
+        run.counts = {"queued": queued}
+        if not queued:
+            run.state, run.finished_at = RunState.DONE, now
+        run.save(update_fields=["total", "counts", "state", "finished_at"])
+        # The history rows come from the queued rows themselves (INSERT … SELECT).
+        events_record_for_attempt(
+            run_id=run.pk,
+            attempt_id=attempt,
+            kind=kind,
+            summary=summary,
+            actor=actor,
+            details={"attempt_id": str(attempt)},
+        )
+        if queued:
+            transaction.on_commit(partial(lanes_wake, company_id=company.pk, rows=queued))
+    return EnqueueSummary(queued=queued, skipped=skipped, run_id=run.pk)
+
+
+def projects_enqueue_sync(
+    *, company: Company, projects: QuerySet[StagedProject], actor: Any
+) -> EnqueueSummary:
+    return _queue(
+        company=company,
+        projects=projects,
+        actor=actor,
+        kind=EventKind.QUEUED,
+        summary="Queued for Sync to QBO",
+    )
+
+
+def projects_retry_failed(
+    *, company: Company, projects: QuerySet[StagedProject], actor: Any
+) -> EnqueueSummary:
+    return _queue(
+        company=company,
+        projects=projects.filter(status=SyncStatus.FAILED),
+        actor=actor,
+        kind=EventKind.RETRIED,
+        summary="Retry after failure",
+    )
+
+
+class NotRetryable(Exception):
+    """Only a Failed row can be retried (HTTP 409)."""
+
+
+def project_retry(*, company: Company, project_id: int, actor: Any) -> StagedProject:
+    project = StagedProject.objects.get(pk=project_id, company=company)
+    if project.status != SyncStatus.FAILED:
+        raise NotRetryable(
+            f"Only a Failed project can be retried; this one is {project.get_status_display()}."
+        )
+    _queue(
+        company=company,
+        projects=StagedProject.objects.filter(pk=project_id),
+        actor=actor,
+        kind=EventKind.RETRIED,
+        summary="Retry after failure",
+    )
+    project.refresh_from_db()
+    return project

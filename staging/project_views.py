@@ -100,8 +100,24 @@ class RowUrls:
     def __call__(self, pk: int) -> dict[str, str]:
         return {key: url.replace(_PK_SENTINEL, str(pk)) for key, url in self._patterns.items()}
 
-    def row(self, project: StagedProject, serial: int) -> ProjectRow:
-        return selectors.project_row(project, serial=serial, urls=self(project.pk))
+    def row(
+        self, project: StagedProject, serial: int, queue: sync.QueueEstimate | None = None
+    ) -> ProjectRow:
+        return selectors.project_row(
+            project,
+            serial=serial,
+            urls=self(project.pk),
+            queue_label=queue.label() if queue else "",
+        )
+
+    def rows(self, numbered: list[tuple[int, StagedProject]]) -> list[ProjectRow]:
+        """Rows of one company, with the Queued ones' wait and estimate."""
+        if not numbered:
+            return []
+        estimates = sync.queue_estimates(
+            company_id=numbered[0][1].company_id, projects=[p for _, p in numbered]
+        )
+        return [self.row(p, serial, estimates.get(p.pk)) for serial, p in numbered]
 
 
 # What the row partial tests on every row, present and false in every context that renders
@@ -117,7 +133,7 @@ def row_context(project: StagedProject, serial: int) -> dict[str, Any]:
         **ROW_DEFAULTS,
         "project": project,
         "serial": serial,
-        "row": RowUrls().row(project, serial),
+        "row": RowUrls().rows([(serial, project)])[0],
     }
 
 
@@ -230,7 +246,12 @@ def _mapping_error_status(exc: Exception) -> int:
 
 def _progress_context(request: HttpRequest) -> dict[str, Any]:
     run = selectors.latest_sync_run(company=current_company(request))
-    return {"run": run, "run_active": bool(run and run.state in ("pending", "running"))}
+    eta = sync.run_eta_seconds(run=run) if run is not None else None
+    return {
+        "run": run,
+        "run_active": bool(run and run.state in ("pending", "running")),
+        "run_eta": sync.duration_label(eta) if eta is not None else "",
+    }
 
 
 def _list_context(request: HttpRequest, filters: ProjectFilters) -> dict[str, Any]:
@@ -240,7 +261,7 @@ def _list_context(request: HttpRequest, filters: ProjectFilters) -> dict[str, An
         **ROW_DEFAULTS,
         "erp_tab": "projects",
         "page": page,
-        "rows": [urls.row(project, serial) for serial, project in page.rows()],
+        "rows": urls.rows(list(page.rows())),
         "filters": page.filters,
         "filter_key": f"{filters.status}|{filters.q}",
         "sort_headers": _sort_headers(filters),
@@ -287,7 +308,7 @@ def project_rows(request: HtmxHttpRequest) -> HttpResponse:
     urls = RowUrls()
     context = {
         **ROW_DEFAULTS,
-        "poll_rows": [urls.row(p, serials[p.pk]) for p in rows],
+        "poll_rows": urls.rows([(serials[p.pk], p) for p in rows]),
         "filters": filters,
         "can_operate": _can_operate(request),
         **_status_bar_only(request, filters),

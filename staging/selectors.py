@@ -404,6 +404,11 @@ LIST_COLUMNS = (
     "failure_code",
     "intuit_tid",
     "last_synced_at",
+    # A Queued row's wait and estimate (staging.sync.queue.queue_estimates).
+    "queued_at",
+    "sync_priority",
+    "lease_id",
+    "leased_until",
 )
 
 
@@ -442,6 +447,7 @@ class ProjectRow:
     qbo_name: SafeString  # the name in QuickBooks, or the project's
     qbo_record_id: SafeString
     last_synced_label: SafeString  # "" when never synced
+    queue_label: SafeString  # a Queued row's wait and estimate, else ""
     map_url: SafeString
     retry_url: SafeString
     customers_url: SafeString
@@ -494,8 +500,15 @@ def _problem_texts(problems: Any) -> tuple[SafeString, ...]:
     return tuple(_html((p.get("message") or p) if isinstance(p, dict) else p) for p in items)
 
 
-def project_row(project: StagedProject, *, serial: int, urls: Mapping[str, str]) -> ProjectRow:
-    """The display values of one listed row (`urls`: its links, see project_views.RowUrls)."""
+def project_row(
+    project: StagedProject,
+    *,
+    serial: int,
+    urls: Mapping[str, str],
+    queue_label: str = "",
+) -> ProjectRow:
+    """The display values of one listed row (`urls`: its links, see project_views.RowUrls;
+    `queue_label`: a Queued row's wait, see staging.sync.queue.QueueEstimate)."""
     customer = project.qbo_customer
     problems = _problem_texts(project.problems)
     count = len(problems)
@@ -530,6 +543,7 @@ def project_row(project: StagedProject, *, serial: int, urls: Mapping[str, str])
             if project.last_synced_at
             else SafeString("")
         ),
+        queue_label=_text(queue_label),
         map_url=_text(urls["map"]),
         retry_url=_text(urls["retry"]),
         customers_url=_text(urls["customers"]),

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
+from django.conf import settings
 from django.db import transaction
 from django.db.models import Q, QuerySet
 from django.utils import timezone
@@ -188,3 +189,97 @@ def project_retry(*, company: Company, project_id: int, actor: Any) -> StagedPro
     )
     project.refresh_from_db()
     return project
+
+
+# --- what a user sees of the queue -------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class QueueEstimate:
+    """How long a Queued row has waited, and when it should be sent."""
+
+    waited_seconds: float
+    state: str  # "sending" (a worker holds it), "retrying" (backoff), "waiting"
+    starts_in_seconds: float
+
+    def label(self) -> str:
+        waited = f"Waiting {duration_label(self.waited_seconds)}"
+        if self.state == "sending":
+            return f"{waited} · sending now"
+        if self.state == "retrying":
+            return f"{waited} · next try in {duration_label(self.starts_in_seconds)}"
+        return f"{waited} · about {duration_label(self.starts_in_seconds)} to go"
+
+
+def duration_label(seconds: float) -> str:
+    seconds = max(0.0, seconds)
+    if seconds < 60:
+        return f"{max(1, round(seconds))} s"
+    if seconds < 90 * 60:
+        return f"{round(seconds / 60)} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def realm_rows_per_second() -> float:
+    """What one realm's QBO budget lets through: 40 batch requests of 30 rows a window
+    (https://developer.intuit.com/app/developer/qbo/docs/learn/rest-api-features#limits-and-throttles).
+    The sync can send more as single writes when the batch window is full; this is the
+    estimate's floor, so a row starts no later than it says."""
+    return 40 * CHUNK_SIZE / settings.QBO_RATE_WINDOW_SECONDS
+
+
+def queue_estimates(*, company_id: int, projects: list[StagedProject]) -> dict[int, QueueEstimate]:
+    """Estimates for the Queued rows among ``projects`` (a page): their place in the
+    company's send order (lanes.py: priority, then age) over the realm's budget. Two
+    COUNTs per group of rows queued together (usually one group a page)."""
+    queued = [p for p in projects if p.status == SyncStatus.QUEUED]
+    if not queued:
+        return {}
+    now = timezone.now()
+    rate = realm_rows_per_second()
+    waiting = StagedProject.objects.filter(company_id=company_id, status=SyncStatus.QUEUED)
+    groups: dict[tuple[int, Any], list[StagedProject]] = {}
+    for project in queued:
+        groups.setdefault((project.sync_priority, project.queued_at or now), []).append(project)
+    estimates: dict[int, QueueEstimate] = {}
+    for (priority, queued_at), members in groups.items():
+        members.sort(key=lambda p: p.pk)
+        before = waiting.filter(
+            Q(sync_priority__lt=priority) | Q(sync_priority=priority, queued_at__lt=queued_at)
+        ).count()
+        before += waiting.filter(
+            sync_priority=priority, queued_at=queued_at, pk__lt=members[0].pk
+        ).count()
+        for place, project in enumerate(members):
+            waited = (now - (project.queued_at or now)).total_seconds()
+            leased_until = project.leased_until
+            if project.lease_id is not None and leased_until and leased_until > now:
+                estimates[project.pk] = QueueEstimate(waited, "sending", 0.0)
+            elif leased_until and leased_until > now:
+                left = (leased_until - now).total_seconds()
+                estimates[project.pk] = QueueEstimate(waited, "retrying", left)
+            else:
+                estimates[project.pk] = QueueEstimate(waited, "waiting", (before + place) / rate)
+    return estimates
+
+
+def run_eta_seconds(*, run: Run) -> float | None:
+    """Seconds until a running sync's rows are all sent, at the realm's budget."""
+    remaining = run.total - run.processed
+    if run.state != RunState.RUNNING or remaining <= 0:
+        return None
+    first = (
+        StagedProject.objects.filter(sync_run=run, status=SyncStatus.QUEUED)
+        .order_by("sync_priority", "queued_at")
+        .values("sync_priority", "queued_at")
+        .first()
+    )
+    if first is None:
+        return None
+    ahead = StagedProject.objects.filter(
+        Q(sync_priority__lt=first["sync_priority"])
+        | Q(sync_priority=first["sync_priority"], queued_at__lt=first["queued_at"]),
+        company_id=run.company_id,
+        status=SyncStatus.QUEUED,
+    ).count()
+    return (ahead + remaining) / realm_rows_per_second()

@@ -4,6 +4,7 @@ retry, the drawers, and escaping of hostile project names."""
 from __future__ import annotations
 
 import datetime as dt
+import re
 from typing import Any
 
 import pytest
@@ -327,6 +328,10 @@ def test_sync_to_qbo_previews_then_queues_and_summarises(
     assert set(
         StagedProject.objects.filter(status=SyncStatus.QUEUED).values_list("pk", flat=True)
     ) == {projects[1].pk, projects[3].pk}
+    # A Queued row says how long it has waited and when it should go (no worker runs here).
+    note = row(page, projects[3]).locator(".queue-note")
+    assert re.fullmatch(r"Waiting \d+ s · about \d+ s to go", note.inner_text()), note.inner_text()
+    assert re.search(r"about \d+ s left", page.locator("#sync-progress .run-meta").inner_text())
     view(page, "projects-sync-queued")
 
 

@@ -21,7 +21,12 @@ from staging.models import ChangeEvent, EventKind, StagedProject, SyncLane, Sync
 from staging.sync import lanes
 from staging.sync.queue import project_retry, projects_enqueue_sync
 from tests.conftest import Personas
-from tests.factories import CompanyFactory, MembershipFactory, StagedProjectFactory
+from tests.factories import (
+    CompanyFactory,
+    MembershipFactory,
+    QboCustomerFactory,
+    StagedProjectFactory,
+)
 from tests.fixtures.qbo import connect_company, control, qbo_env, refresh_customers
 from tests.fixtures.workers import WorkerPool, wait_for, worker_env
 from tests.staging.test_sync_qbo import _jobs_named, _parent
@@ -223,3 +228,53 @@ def test_real_workers_sync_a_small_company_while_another_has_a_backlog(
     assert len(_jobs_named(qbo_emulator, names)) == len(names)  # no duplicates
     assert not ChangeEvent.objects.filter(kind=EventKind.REQUEUED).exists()
     assert _parent(personas) is not None
+
+
+# --- what the user sees of the queue ----------------------------------------------------
+
+
+def test_queued_rows_show_their_wait_and_place_in_the_send_order(
+    personas: Personas, settings: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    from datetime import timedelta
+
+    from django.urls import reverse
+
+    from staging.sync.queue import queue_estimates, realm_rows_per_second
+
+    settings.QBO_RATE_WINDOW_SECONDS = 60  # 1,200 rows a minute: 20 a second
+    assert realm_rows_per_second() == 20
+    parent = QboCustomerFactory(company=personas.company)
+    bulk = StagedProjectFactory.create_batch(
+        100, company=personas.company, qbo_customer=parent, status=SyncStatus.NEEDS_SYNC
+    )
+    with django_capture_on_commit_callbacks():
+        _queue(personas.company, bulk)
+    StagedProject.objects.filter(company=personas.company).update(
+        queued_at=timezone.now() - timedelta(minutes=3)
+    )
+    rows = list(StagedProject.objects.filter(company=personas.company).order_by("pk"))
+    estimates = queue_estimates(company_id=personas.company.pk, projects=rows[40:50])
+    first = estimates[rows[40].pk]
+    assert first.state == "waiting" and first.starts_in_seconds == pytest.approx(40 / 20)
+    assert estimates[rows[49].pk].starts_in_seconds == pytest.approx(49 / 20)
+    assert first.label() == "Waiting 3 min · about 2 s to go"
+    # A row a worker holds, and one waiting out a backoff.
+    StagedProject.objects.filter(pk=rows[0].pk).update(
+        lease_id=uuid.uuid4(), leased_until=timezone.now() + timedelta(minutes=5)
+    )
+    StagedProject.objects.filter(pk=rows[1].pk).update(
+        leased_until=timezone.now() + timedelta(seconds=30)
+    )
+    rows = list(StagedProject.objects.filter(company=personas.company).order_by("pk"))
+    estimates = queue_estimates(company_id=personas.company.pk, projects=rows[:2])
+    assert estimates[rows[0].pk].label() == "Waiting 3 min · sending now"
+    assert estimates[rows[1].pk].label().startswith("Waiting 3 min · next try in ")
+
+    html = (
+        personas.client_for(personas.viewer)
+        .get(reverse("portfolio:projects"), {"status": "queued"})
+        .content.decode()
+    )
+    assert "Waiting 3 min · about 2 s to go" in html
+    assert "about 5 s left" in html  # the run: 100 rows at 20 a second

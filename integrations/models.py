@@ -162,9 +162,22 @@ class WebhookEvent(models.Model):
     received_at = models.DateTimeField(default=timezone.now)
     processed_at = models.DateTimeField(null=True, blank=True)
     outcome = models.TextField(blank=True)
+    # The processing run that took the event (its Celery task id) and when: a conditional
+    # UPDATE on these lets one run, and only one, apply it (integrations.services.webhooks).
+    claim_id = models.CharField(max_length=64, blank=True, default="")
+    claimed_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-received_at"]
+        indexes = [
+            # The work queue: a realm's unprocessed events in arrival order. Partial, so the
+            # processed history (nearly every row) stays out of it.
+            models.Index(
+                fields=["realm_id", "id"],
+                condition=models.Q(processed_at__isnull=True),
+                name="webhook_unprocessed",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.entity} {self.entity_id} {self.operation} ({self.realm_id})"

@@ -28,7 +28,7 @@ def qbo_webhook(request: HttpRequest) -> HttpResponse:
     except RequestDataTooBig:
         return JsonResponse({"error": _too_large_message()}, status=413)
     try:
-        new = webhook_receive(
+        accepted = webhook_receive(
             body=body,
             signature=request.headers.get("intuit-signature", ""),
             verifier_token=settings.QBO_WEBHOOK_VERIFIER_TOKEN or "",
@@ -36,7 +36,7 @@ def qbo_webhook(request: HttpRequest) -> HttpResponse:
     except InvalidWebhook as exc:
         status = 401 if "signature" in str(exc) else 400
         return JsonResponse({"error": str(exc)}, status=status)
-    return JsonResponse({"accepted": len(new)})
+    return JsonResponse({"accepted": accepted})
 
 
 def _too_large_message() -> str:

@@ -28,6 +28,7 @@ _LANE_OF_TASK = {
     "staging.scheduled_pull": MAINTENANCE,
     "integrations.process_qbo_webhook": WEBHOOKS,
     "integrations.process_qbo_webhooks": WEBHOOKS,
+    "integrations.sweep_qbo_webhooks": MAINTENANCE,
 }
 
 
@@ -56,6 +57,8 @@ app.conf.beat_schedule = {
     # Fail import runs whose worker died, so their progress bar stops and says so (a new
     # import would do it too, but nobody may start one).
     "expire-lost-imports": {"task": "staging.expire_lost_imports", "schedule": 300.0},
+    # Process webhook events that wait with no run (a lost message, a run that failed).
+    "sweep-qbo-webhooks": {"task": "integrations.sweep_qbo_webhooks", "schedule": 120.0},
 }
 
 

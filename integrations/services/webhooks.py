@@ -4,6 +4,9 @@ Intuit signs the raw body with the app's verifier token (HMAC-SHA256, base64) in
 `intuit-signature` header, expects a 200 within 3 s, retries deliveries, and is moving from
 the legacy `eventNotifications` payload to CloudEvents. Both are accepted.
 https://developer.intuit.com/app/developer/qbo/docs/develop/webhooks
+
+A delivery may name thousands of customers: it is stored with one INSERT and wakes one task
+per realm, whatever its size (the work: integrations.services.webhook_processing).
 """
 
 from __future__ import annotations
@@ -16,16 +19,15 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.utils import timezone
 
-from integrations.models import QboConnection, QboCustomer, WebhookEvent
-from integrations.services.qbo import qbo_client_for
+from integrations.models import WebhookEvent
+
+# The work moved to its own module; callers of this one keep working.
+from integrations.services.webhook_processing import webhook_process as webhook_process
 from linarc_client.client import json_without_lone_surrogates
-from qbo_client.errors import NotFoundError, QboError
 from qbo_client.names import QBO_ID_MAX_LENGTH
-from staging.models import EventKind, StagedProject, SyncStatus
-from staging.services.events import events_record_bulk
 
 _CLOUD_OPERATIONS = {
     "created": "Create",
@@ -171,101 +173,43 @@ def _stored_key(dedupe_key: str) -> str:
     return f"sha256:{digest}"
 
 
-def webhook_receive(*, body: bytes, signature: str, verifier_token: str) -> list[int]:
-    """Verify and store; returns the ids of new events (redeliveries are skipped)."""
+def webhook_receive(*, body: bytes, signature: str, verifier_token: str) -> int:
+    """Verify and store a delivery; returns how many of its events are new (redeliveries
+    are skipped). One INSERT and one task per realm, however many customers it names."""
     if not verifier_token or not signature_valid(
         body=body, signature=signature, verifier_token=verifier_token
     ):
         raise InvalidWebhook("The intuit-signature header does not match.")
-    from integrations.tasks import process_qbo_webhook
+    from integrations.tasks import process_qbo_webhooks
 
-    new_ids: list[int] = []
+    received_at = timezone.now()
+    events: dict[str, WebhookEvent] = {}
     for note in parse_notifications(body):
         if note.entity != "Customer":
             continue
-        try:
-            with transaction.atomic():
-                event = WebhookEvent.objects.create(
-                    dedupe_key=_stored_key(note.dedupe_key),
-                    realm_id=note.realm_id,
-                    entity=note.entity,
-                    entity_id=note.entity_id,
-                    operation=note.operation[:20],
-                    payload=note.raw,
-                )
-        except IntegrityError:
-            continue  # a redelivery of an event we already have
-        new_ids.append(event.pk)
-        transaction.on_commit(partial(process_qbo_webhook.delay, event_id=event.pk))
-    return new_ids
-
-
-def webhook_process(*, event_id: int) -> None:
-    """Refresh the cached customer; flag projects whose customer or job went away."""
-    event = WebhookEvent.objects.get(pk=event_id)
-    if event.processed_at is not None:
-        return
-    connection = QboConnection.objects.filter(realm_id=event.realm_id).select_related("company")
-    outcome = "No company is connected to this QuickBooks company."
-    for conn in connection:
-        outcome = _apply(conn, event)
-    WebhookEvent.objects.filter(pk=event.pk).update(processed_at=timezone.now(), outcome=outcome)
-
-
-def _apply(connection: QboConnection, event: WebhookEvent) -> str:
-    company = connection.company
-    gone = event.operation in ("Delete", "Merge")
-    if not gone:
-        try:
-            with qbo_client_for(company=company) as client:
-                customer = client.get_customer(event.entity_id)
-        except NotFoundError:
-            gone = True
-        except QboError as exc:
-            return f"Could not read the customer: {exc.reason}"
-        else:
-            QboCustomer.objects.update_or_create(
-                company=company,
-                qbo_id=customer.id,
-                defaults={
-                    "display_name": customer.display_name,
-                    "search_name": customer.display_name.casefold(),
-                    "fully_qualified_name": customer.fully_qualified_name,
-                    "parent_qbo_id": customer.parent_id or "",
-                    "is_job": customer.is_job,
-                    "active": customer.active,
-                    "sync_token": customer.sync_token,
-                    "deleted_in_qbo": False,
-                    "refreshed_at": timezone.now(),
-                },
-            )
-            gone = not customer.active
-    if not gone:
-        return "Customer cache refreshed."
-    QboCustomer.objects.filter(company=company, qbo_id=event.entity_id).update(
-        deleted_in_qbo=True, active=False
-    )
-    verb = {"Merge": "merged into another customer", "Delete": "deleted"}.get(
-        event.operation, "made inactive"
-    )
-    affected = StagedProject.objects.filter(company=company).exclude(
-        status=SyncStatus.QUEUED
-    ).filter(qbo_customer__qbo_id=event.entity_id) | StagedProject.objects.filter(
-        company=company, qbo_record_id=event.entity_id
-    ).exclude(status=SyncStatus.QUEUED)
-    projects = list(affected.only("pk", "company_id"))
-    reason = (
-        f"QBO customer {event.entity_id} was {verb} in QuickBooks. Link the project to an "
-        "existing record with Manual Mapping, or restore the customer in QuickBooks."
-    )
+        key = _stored_key(note.dedupe_key)
+        if key in events:
+            continue  # the same event twice within the delivery
+        events[key] = WebhookEvent(
+            dedupe_key=key,
+            realm_id=note.realm_id,
+            entity=note.entity,
+            entity_id=note.entity_id,
+            operation=note.operation[:20],
+            payload=note.raw,
+            received_at=received_at,
+        )
+    if not events:
+        return 0
     with transaction.atomic():
-        StagedProject.objects.filter(pk__in=[p.pk for p in projects]).update(
-            status=SyncStatus.NEEDS_ACTION, status_reason=reason, updated_at=timezone.now()
+        known = set(
+            WebhookEvent.objects.filter(dedupe_key__in=list(events)).values_list(
+                "dedupe_key", flat=True
+            )
         )
-        events_record_bulk(
-            projects=projects,
-            kind=EventKind.NEEDS_ACTION,
-            summary=reason,
-            details={"webhook_event": event.pk},
-        )
-    return f"Flagged {len(projects)} project(s)."
+        new = [event for key, event in events.items() if key not in known]
+        # A retry of this delivery arriving meanwhile may store some keys first: skip them.
+        WebhookEvent.objects.bulk_create(new, ignore_conflicts=True)
+        for realm_id in sorted({event.realm_id for event in new}):
+            transaction.on_commit(partial(process_qbo_webhooks.delay, realm_id=realm_id))
+    return len(new)

@@ -6,11 +6,14 @@ from typing import Any
 from celery import Celery
 from celery.signals import worker_ready
 
+from staging.worker_checks import connect as connect_worker_checks
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "staging.settings")
 
 app = Celery("staging")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+connect_worker_checks()  # warn when a worker's processes would not share a QBO budget
 
 # Work of different kinds waits in different queues, so none waits behind another's backlog:
 # a worker consumes all of them (staging.worker_process.worker_queues), and kombu takes from

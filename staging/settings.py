@@ -209,6 +209,11 @@ _broker_dir = VAR_DIR / "broker"
 CELERY_BROKER_URL = env.url(
     "CELERY_BROKER_URL", "filesystem://", schemes=("filesystem", "redis", "rediss", "amqp")
 )
+# kombu's Redis transport with a fix for workers exiting on a Redis restart (staging/broker.py);
+# other brokers keep their own transports.
+CELERY_BROKER_TRANSPORT = (
+    "staging.broker:Transport" if CELERY_BROKER_URL.startswith(("redis://", "rediss://")) else None
+)
 CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, object] = {}
 if CELERY_BROKER_URL.startswith("filesystem://"):
     for _folder in ("queue", "processed", "control"):

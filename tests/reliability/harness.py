@@ -397,13 +397,14 @@ def _norm(name: str) -> str:
     return " ".join(name.split()).casefold()  # QBO's DisplayName uniqueness key
 
 
-def audit_projects(stack: Stack, project_ids: list[int]) -> Audit:
-    """Check every selected row against QBO's state and its own Change History."""
+def audit_projects(stack: Stack, project_ids: list[int], *, realm_id: str | None = None) -> Audit:
+    """Check every selected row against QBO's state and its own Change History. The rows
+    belong to one realm: ``realm_id``, or the emulator's default one."""
     result = Audit(projects=len(project_ids))
     rows = list(StagedProject.objects.filter(pk__in=project_ids).select_related("qbo_customer"))
     assert len(rows) == len(project_ids), "a staged row disappeared"
     result.statuses = dict(Counter(r.status for r in rows))
-    state = stack.control("GET", "state")
+    state = stack.control("GET", "state", params={"realm_id": realm_id} if realm_id else None)
     jobs_by_name: dict[str, list[dict[str, Any]]] = {}
     for customer in state["Customer"]:
         jobs_by_name.setdefault(_norm(customer["DisplayName"]), []).append(customer)

@@ -115,6 +115,8 @@ def bench_setup(
         "QBO_CLIENT_SECRET": QBO_CLIENT_SECRET,
         "STAGING_VAR_DIR": str(var_dir),
         "PYTHONUNBUFFERED": "1",
+        # DEBUG off refuses loopback QBO/Linarc URLs (netguard); the emulators are local.
+        "OUTBOUND_ALLOW_PRIVATE_HOSTS": "1",
         **(extra_env or {}),
     }
     os.environ.update(env)
@@ -152,9 +154,12 @@ def company_create(name: str) -> Any:
     return company
 
 
-def qbo_connect(company: Any) -> Any:
+def qbo_connect(company: Any, *, realm_id: str | None = None) -> Any:
     """Connect ``company`` to the emulator the settings point at, through the real OAuth
-    redirect, then fill the customer cache (in this process; nothing is enqueued)."""
+    redirect, then fill the customer cache (in this process; nothing is enqueued).
+
+    ``realm_id`` picks another QBO company of the same emulator (one made with
+    :func:`qbo_realm_add`; the emulator's ``realm_id`` authorize extension)."""
     import requests
 
     from integrations.services.qbo_connection import (
@@ -166,6 +171,8 @@ def qbo_connect(company: Any) -> Any:
 
     session: dict[str, Any] = {}
     authorize_url = qbo_connect_start(company=company, session=session)
+    if realm_id is not None:
+        authorize_url += ("&" if "?" in authorize_url else "?") + f"realm_id={realm_id}"
     answer = requests.get(authorize_url, allow_redirects=False, timeout=10)
     if answer.status_code not in (302, 303):
         raise RuntimeError(f"authorize failed: {answer.status_code} {answer.text[:200]}")
@@ -181,6 +188,19 @@ def qbo_connect(company: Any) -> Any:
     run = Run.objects.create(company=company, kind=RunKind.REFRESH_CUSTOMERS)
     qbo_customers_refresh(run_id=run.pk)
     return connection
+
+
+def qbo_realm_add(emulator: Any, realm_id: str, *, name: str, seed: str = "demo") -> str:
+    """One more QBO company (realm) in the emulator, with its own data and its own
+    throttle windows (the emulator throttles per realm). Works with :class:`QboEmulatorProcess`
+    and the in-process ``QboEmulator`` alike (control API)."""
+    requests_control(
+        emulator,
+        "POST",
+        "companies",
+        json={"realm_id": realm_id, "seed": seed, "company_name": name},
+    )
+    return realm_id
 
 
 def qbo_settings_env(emulator: Any) -> dict[str, str]:
@@ -233,6 +253,17 @@ class Workers:
 
     def tail(self, chars: int = 3000) -> str:
         return "\n".join(p.read_text(errors="replace")[-chars:] for p in self.logs if p.exists())
+
+    def task_counts(self) -> dict[str, int]:
+        """Messages the workers received so far, by task name (their ``-l info`` logs say
+        "Task <name>[<id>] received" for each). Read before :meth:`stop`, which deletes
+        the logs."""
+        counts: dict[str, int] = {}
+        for log in self.logs:
+            text = log.read_text(errors="replace") if log.exists() else ""
+            for name in re.findall(r"Task ([\w.]+)\[[0-9a-f-]+\] received", text):
+                counts[name] = counts.get(name, 0) + 1
+        return counts
 
     def peak_rss_mb(self) -> list[float]:
         """Peak RSS (VmHWM) of every process of every worker tree: the main process and its

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from bench import import_speed, projects_tab, sync_throughput
+from bench import import_speed, multi_company, projects_tab, sync_throughput
 from integrations.services import qbo as qbo_services
 from qbo_client import oauth
 from qbo_client.emulator import QboEmulator
@@ -159,3 +159,78 @@ def test_projects_tab_benchmark_measures_every_request(transactional_db: None) -
     assert set(result["http"]) == set(projects_tab.REQUESTS)
     assert all(h["p50_ms"] > 0 for h in result["http"].values())
     assert "first page" in projects_tab.report([result], {"date": "smoke"})
+
+
+def test_multi_company_benchmark_fairness_parts_sync_every_company(
+    transactional_db: None, fast_emulator: QboEmulator, bench_queue: str
+) -> None:
+    env = {
+        **worker_env(bench_queue),
+        **qbo_env(fast_emulator),
+        "QBO_RATE_WINDOW_SECONDS": str(WINDOW),
+    }
+
+    parts = multi_company.run_fairness(
+        emulator=fast_emulator,
+        worker_env=env,
+        a_rows=60,
+        b_rows=5,
+        delay=0.2,
+        late_delay=0.5,
+        workers=1,
+        concurrency=2,
+        window=WINDOW,
+    )
+
+    alone, mixed = parts["alone"], parts["mixed"]
+    assert alone.settled and mixed.settled
+    assert {t.label: t.statuses for t in mixed.tenants} == {
+        "A": {"synced": 60},
+        "B": {"synced": 5},
+        "C": {"synced": 1},  # its Failed row, retried
+        "B2": {"synced": 5},
+        "C2": {"synced": 1},
+    }
+    assert len({t.realm_id for t in mixed.tenants}) == 5  # one realm per company
+    assert all(t.duplicates == 0 and t.jobs_in_qbo == t.rows for t in mixed.tenants)
+    assert mixed.tenant("B").wait_last_s >= 0 and mixed.tenant("C").wait_last_s >= 0
+    assert alone.tenant("A").throughput.completed == 60
+    assert mixed.worker_tasks  # the workers' logs were read
+    assert "windows" in multi_company.report_fairness(parts)
+
+
+def test_multi_company_benchmark_scale_and_many_parts(
+    transactional_db: None, fast_emulator: QboEmulator, bench_queue: str
+) -> None:
+    env = {
+        **worker_env(bench_queue),
+        **qbo_env(fast_emulator),
+        "QBO_RATE_WINDOW_SECONDS": str(WINDOW),
+    }
+
+    scale = multi_company.run_scale(
+        emulator=fast_emulator,
+        worker_env=env,
+        rows=20,
+        realms=(1, 2),
+        pools=((1, 2),),
+        window=WINDOW,
+    )
+    many = multi_company.run_many(
+        emulator=fast_emulator,
+        worker_env=env,
+        companies=3,
+        rows=5,
+        threads=1,
+        workers=1,
+        concurrency=2,
+        window=WINDOW,
+    )
+
+    assert [len(r.tenants) for r in scale] == [1, 2]
+    assert all(r.settled and multi_company.aggregate_per_window(r) > 0 for r in scale)
+    assert all(t.statuses == {"synced": 20} and t.duplicates == 0 for r in scale for t in r.tenants)
+    assert "realms R" in multi_company.report_scale(scale)
+    assert many.settled and len(many.tenants) == 3
+    assert all(t.statuses == {"synced": 5} and t.duplicates == 0 for t in many.tenants)
+    assert "all Synced within" in multi_company.report_many(many)

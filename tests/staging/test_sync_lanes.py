@@ -278,3 +278,56 @@ def test_queued_rows_show_their_wait_and_place_in_the_send_order(
     )
     assert "Waiting 3 min · about 2 s to go" in html
     assert "about 5 s left" in html  # the run: 100 rows at 20 a second
+
+
+@pytest.mark.worker
+def test_real_workers_send_a_retry_first_and_the_reaper_leaves_the_backlog_alone(
+    personas: Personas, qbo_emulator: QboEmulator, celery_workers: WorkerPool, settings: Any
+) -> None:
+    from staging.sync.reaper import projects_requeue_stale
+
+    connect_company(personas.company, personas.admin)
+    refresh_customers(personas.company)
+    # A lease far shorter than the backlog: a reaper that re-sent waiting rows would.
+    settings.SYNC_LEASE_SECONDS = 3
+    env = {
+        **worker_env(celery_workers.queue),
+        **qbo_env(qbo_emulator),
+        "SYNC_LEASE_SECONDS": "3",
+        "SYNC_LANES_PER_REALM": "2",
+    }
+    celery_workers.start_one(env, concurrency=2)
+    celery_workers.processes[0].terminate()  # the default worker lacks the emulator's settings
+    control(qbo_emulator, "POST", "latency", json={"ms": 150})
+    backlog = _mapped(personas.company, 450, "Bulk")
+    clicked = _mapped(personas.company, 1, "Clicked")[0]
+    StagedProject.objects.filter(pk=clicked.pk).update(status=SyncStatus.FAILED)
+    _queue(personas.company, backlog, personas.operator)
+    wait_for(
+        lambda: StagedProject.objects.filter(status=SyncStatus.SYNCED).exists(),
+        timeout=60,
+        pool=celery_workers,
+    )
+    project_retry(company=personas.company, project_id=clicked.pk, actor=personas.operator)
+    reaped: list[int] = []
+
+    def clicked_synced() -> bool:
+        reaped.extend(projects_requeue_stale())  # as beat would, during the backlog
+        return StagedProject.objects.get(pk=clicked.pk).status == SyncStatus.SYNCED
+
+    wait_for(clicked_synced, timeout=60, interval=0.5, pool=celery_workers)
+    assert StagedProject.objects.filter(status=SyncStatus.QUEUED).count() > 100
+    wait_for(
+        lambda: (
+            not StagedProject.objects.filter(status=SyncStatus.QUEUED).exists()
+            or bool(reaped.extend(projects_requeue_stale()))
+        ),
+        timeout=240,
+        interval=1.0,
+        pool=celery_workers,
+    )
+    assert reaped == []
+    assert not ChangeEvent.objects.filter(kind=EventKind.REQUEUED).exists()
+    assert set(StagedProject.objects.values_list("status", flat=True)) == {SyncStatus.SYNCED}
+    names = {p.name for p in [*backlog, clicked]}
+    assert len(_jobs_named(qbo_emulator, names)) == len(names)

@@ -26,13 +26,14 @@ from typing import Any
 import redis
 from django.utils import timezone
 
-from integrations.models import Company, QboCustomer
+from integrations.models import Company, QboCustomer, Role
 from qbo_client.emulator import QboEmulator
 from staging.celery import app
 from staging.models import ChangeEvent, EventKind, Run, RunState, StagedProject, SyncStatus
 from staging.sync.queue import projects_enqueue_sync
 from staging.sync.reaper import projects_requeue_stale
-from tests.fixtures.qbo import control
+from tests.factories import CompanyFactory, MembershipFactory, StagedProjectFactory
+from tests.fixtures.qbo import connect_company, control, refresh_customers
 from tests.fixtures.workers import ROOT, WorkerPool
 
 REDIS_SERVER = shutil.which("redis-server")
@@ -475,3 +476,32 @@ def write_report(name: str, report: dict[str, Any]) -> Path:
     path = ROOT / "var" / f"reliability-{name}.json"
     path.write_text(json.dumps(report, indent=2, default=str))
     return path
+
+
+def second_company(stack: Stack, realm_id: str) -> tuple[Company, Any]:
+    """Another company of the platform, connected to its own realm in the same emulator."""
+    stack.control("POST", "companies", json={"realm_id": realm_id, "seed": "demo"})
+    company = CompanyFactory(name=f"Second Co {realm_id[-4:]}")
+    admin = MembershipFactory(company=company, role=Role.ADMIN).user
+    connect_company(company, admin, realm_id=realm_id)
+    refresh_customers(company)
+    return company, admin
+
+
+def mapped_rows(company: Company, count: int, prefix: str) -> list[int]:
+    """Mapped Needs Sync rows of a company, over four of its clients."""
+    parents = list(
+        QboCustomer.objects.filter(
+            company=company, is_job=False, active=True, parent_qbo_id=""
+        ).order_by("qbo_id")[:4]
+    )
+    return [
+        StagedProjectFactory(
+            company=company,
+            qbo_customer=parents[i % len(parents)],
+            status=SyncStatus.NEEDS_SYNC,
+            name=f"{prefix} Job {i:04d}",
+            number=f"RR-{i:04d}",
+        ).pk
+        for i in range(count)
+    ]

@@ -16,17 +16,13 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from kombu import Connection, Exchange, Queue
 
-from integrations.models import Company, QboCustomer, Role
 from staging.broker import TRANSPORT
 from staging.models import Run, RunState, StagedProject, SyncStatus
 from staging.sync.queue import projects_enqueue_sync
-from tests.factories import CompanyFactory, MembershipFactory, StagedProjectFactory
-from tests.fixtures.qbo import connect_company, refresh_customers
 from tests.fixtures.workers import ROOT, wait_for
 from tests.reliability.harness import (
     REDIS_SERVER,
@@ -36,6 +32,8 @@ from tests.reliability.harness import (
     Stack,
     audit_projects,
     drive_until_settled,
+    mapped_rows,
+    second_company,
     write_report,
 )
 
@@ -126,34 +124,6 @@ REDIS_DOWN_SECONDS = 1.5
 LATENCY_MS = 800  # every QBO answer: a chunk takes ~2 s, the whole sync ~10 s
 
 
-def _second_company(stack: Stack) -> tuple[Company, Any]:
-    """Another company of the platform, connected to its own realm in the same emulator."""
-    stack.control("POST", "companies", json={"realm_id": SECOND_REALM, "seed": "demo"})
-    company = CompanyFactory(name="Second Restart Co")
-    admin = MembershipFactory(company=company, role=Role.ADMIN).user
-    connect_company(company, admin, realm_id=SECOND_REALM)
-    refresh_customers(company)
-    return company, admin
-
-
-def _mapped_rows(company: Company, count: int, prefix: str) -> list[int]:
-    parents = list(
-        QboCustomer.objects.filter(
-            company=company, is_job=False, active=True, parent_qbo_id=""
-        ).order_by("qbo_id")[:4]
-    )
-    return [
-        StagedProjectFactory(
-            company=company,
-            qbo_customer=parents[i % len(parents)],
-            status=SyncStatus.NEEDS_SYNC,
-            name=f"{prefix} Job {i:04d}",
-            number=f"RR-{i:04d}",
-        ).pk
-        for i in range(count)
-    ]
-
-
 def _workers_use_our_transport(stack: Stack) -> bool:
     """Whether the workers' settings select staging/broker.py (CELERY_BROKER_TRANSPORT)."""
     answer = subprocess.run(
@@ -173,14 +143,14 @@ def test_two_companies_sync_exactly_once_through_a_redis_restart_without_losing_
     reliability_stack: Stack,
 ) -> None:
     stack = reliability_stack
-    other, other_admin = _second_company(stack)
+    other, other_admin = second_company(stack, SECOND_REALM)
     wait_for(
         lambda: not Run.objects.exclude(state__in=(RunState.DONE, RunState.FAILED)).exists(),
         timeout=30,
         pool=stack.pool,
     )
-    ours = _mapped_rows(stack.company, ROWS_PER_COMPANY, "Restart")
-    theirs = _mapped_rows(other, ROWS_PER_COMPANY, "Restart")
+    ours = mapped_rows(stack.company, ROWS_PER_COMPANY, "Restart")
+    theirs = mapped_rows(other, ROWS_PER_COMPANY, "Restart")
     stack.control("POST", "counters/reset")
     # Slow answers keep chunks in the workers' hands (unacknowledged: acks are late) while
     # Redis goes away, which is when a worker used to exit.

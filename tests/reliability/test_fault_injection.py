@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 from staging.models import StagedProject, SyncStatus
+from staging.sync.queue import projects_enqueue_sync
 from tests.factories import StagedProjectFactory
 from tests.reliability.harness import (
     EMULATOR_TIMEOUT_SECONDS,
@@ -28,12 +29,15 @@ from tests.reliability.harness import (
     audit_projects,
     drive_until_settled,
     enqueue_in_selections,
+    mapped_rows,
+    second_company,
     write_report,
 )
 
 pytestmark = pytest.mark.worker
 
 CI_PROJECTS = 180
+SECOND_REALM = "9341000000000915"
 LARGE_PROJECTS = int(os.environ.get("RELIABILITY_PROJECTS") or 500)
 SEED = 20240611
 SERVER_FAULTS = {"500": 0.06, "503": 0.06, "timeout": 0.05, "lost_response": 0.1}
@@ -118,7 +122,10 @@ def test_workers_together_stay_within_the_realm_limits_under_server_faults(
     The shared limiter keeps 12 worker processes under QBO's caps: QBO never answers 429."""
     stack = reliability_stack
     rng = random.Random(SEED)
-    projects = _mapped_projects(stack, CI_PROJECTS // 2, "Calm")
+    projects = _mapped_projects(stack, CI_PROJECTS // 4, "Calm")
+    # A second company on its own realm syncs at the same time through the same workers.
+    other, other_admin = second_company(stack, SECOND_REALM)
+    theirs = mapped_rows(other, CI_PROJECTS // 4, "Calm Other")
     stack.control("POST", "counters/reset")
     stack.control(
         "POST",
@@ -130,9 +137,12 @@ def test_workers_together_stay_within_the_realm_limits_under_server_faults(
     # Slow first batches keep rows in workers' hands long enough to kill one mid-task.
     _latency_spike(stack, 2500, 4, "/batch")
     ids = enqueue_in_selections(stack, [p.pk for p in projects], _selection_sizes(rng))
+    projects_enqueue_sync(
+        company=other, projects=StagedProject.objects.filter(pk__in=theirs), actor=other_admin
+    )
     drive = drive_until_settled(
         stack,
-        ids,
+        [*ids, *theirs],
         timeout=150,
         disruptions=[
             Disruption("kill a busy worker", _at(0), lambda: _kill(stack)),
@@ -141,10 +151,13 @@ def test_workers_together_stay_within_the_realm_limits_under_server_faults(
     )
     counters = stack.counters()
     audit = audit_projects(stack, ids)
+    other_audit = audit_projects(stack, theirs, realm_id=SECOND_REALM)
 
-    assert audit.problems == []
+    assert audit.problems == [] and other_audit.problems == []
     assert audit.statuses == {SyncStatus.SYNCED: len(ids)}
-    assert audit.jobs_in_qbo == len(ids)
+    assert other_audit.statuses == {SyncStatus.SYNCED: len(theirs)}
+    assert audit.jobs_in_qbo == len(ids)  # each project exactly once in its realm
+    assert other_audit.jobs_in_qbo == len(theirs)
     assert sum(counters["faults_injected"].values()) > 0
     assert counters["sent_429"] == 0, counters["throttled_by_limit"]
     assert counters["throttled"] == 0
@@ -153,9 +166,10 @@ def test_workers_together_stay_within_the_realm_limits_under_server_faults(
     write_report(
         "calm",
         {
-            "projects": len(ids),
+            "projects": len(ids) + len(theirs),
             "drive": drive.__dict__,
             "audit": audit.__dict__,
+            "second_company_audit": other_audit.__dict__,
             "counters": counters,
         },
     )

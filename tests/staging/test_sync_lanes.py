@@ -317,15 +317,12 @@ def test_real_workers_send_a_retry_first_and_the_reaper_leaves_the_backlog_alone
 
     wait_for(clicked_synced, timeout=60, interval=0.5, pool=celery_workers)
     assert StagedProject.objects.filter(status=SyncStatus.QUEUED).count() > 100
-    wait_for(
-        lambda: (
-            not StagedProject.objects.filter(status=SyncStatus.QUEUED).exists()
-            or bool(reaped.extend(projects_requeue_stale()))
-        ),
-        timeout=240,
-        interval=1.0,
-        pool=celery_workers,
-    )
+
+    def settled() -> bool:
+        reaped.extend(projects_requeue_stale())
+        return not StagedProject.objects.filter(status=SyncStatus.QUEUED).exists()
+
+    wait_for(settled, timeout=240, interval=1.0, pool=celery_workers)
     assert reaped == []
     assert not ChangeEvent.objects.filter(kind=EventKind.REQUEUED).exists()
     assert set(StagedProject.objects.values_list("status", flat=True)) == {SyncStatus.SYNCED}

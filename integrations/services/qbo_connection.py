@@ -8,7 +8,7 @@ else (the customer refresh, every sync) runs in Celery workers.
 from __future__ import annotations
 
 import secrets
-from collections.abc import MutableMapping
+from collections.abc import Iterable, MutableMapping
 from typing import Any
 
 from django.db import transaction
@@ -17,6 +17,7 @@ from django.utils import timezone
 from integrations.models import Company, QboConnection, QboConnectionStatus, QboCustomer
 from integrations.services.qbo import connection_store_tokens, qbo_client_for, qbo_config
 from qbo_client import oauth
+from qbo_client.client import QboCustomerData
 from qbo_client.errors import QboError
 from staging.models import Run, RunKind, RunState
 
@@ -121,6 +122,44 @@ def customers_refresh_start(*, company: Company, actor: Any) -> Run:
     return run
 
 
+def qbo_customers_upsert(*, company: Company, customers: Iterable[QboCustomerData]) -> None:
+    """Write customers read from QBO into the company's cache, one statement (the customer
+    refresh, page by page, and the webhook processing)."""
+    now = timezone.now()
+    rows = [
+        QboCustomer(
+            company=company,
+            qbo_id=customer.id,
+            display_name=customer.display_name,
+            search_name=customer.display_name.casefold(),
+            fully_qualified_name=customer.fully_qualified_name,
+            parent_qbo_id=customer.parent_id or "",
+            is_job=customer.is_job,
+            active=customer.active,
+            sync_token=customer.sync_token,
+            deleted_in_qbo=False,
+            refreshed_at=now,
+        )
+        for customer in customers
+    ]
+    QboCustomer.objects.bulk_create(
+        rows,
+        update_conflicts=True,
+        unique_fields=["company", "qbo_id"],
+        update_fields=[
+            "display_name",
+            "search_name",
+            "fully_qualified_name",
+            "parent_qbo_id",
+            "is_job",
+            "active",
+            "sync_token",
+            "deleted_in_qbo",
+            "refreshed_at",
+        ],
+    )
+
+
 def qbo_customers_refresh(*, run_id: int) -> None:
     """Page every QBO customer (inactive included) into the local cache, with progress."""
     claimed = Run.objects.filter(pk=run_id, state=RunState.PENDING).update(
@@ -137,39 +176,7 @@ def qbo_customers_refresh(*, run_id: int) -> None:
             count = int(total.get("totalCount", 0))
             Run.objects.filter(pk=run.pk).update(total=count)
             for page in client.iter_all_customers(include_inactive=True):
-                now = timezone.now()
-                rows = [
-                    QboCustomer(
-                        company=company,
-                        qbo_id=c.id,
-                        display_name=c.display_name,
-                        search_name=c.display_name.casefold(),
-                        fully_qualified_name=c.fully_qualified_name,
-                        parent_qbo_id=c.parent_id or "",
-                        is_job=c.is_job,
-                        active=c.active,
-                        sync_token=c.sync_token,
-                        deleted_in_qbo=False,
-                        refreshed_at=now,
-                    )
-                    for c in page
-                ]
-                QboCustomer.objects.bulk_create(
-                    rows,
-                    update_conflicts=True,
-                    unique_fields=["company", "qbo_id"],
-                    update_fields=[
-                        "display_name",
-                        "search_name",
-                        "fully_qualified_name",
-                        "parent_qbo_id",
-                        "is_job",
-                        "active",
-                        "sync_token",
-                        "deleted_in_qbo",
-                        "refreshed_at",
-                    ],
-                )
+                qbo_customers_upsert(company=company, customers=page)
                 seen.update(c.id for c in page)
                 Run.objects.filter(pk=run.pk).update(processed=len(seen))
     except QboError as exc:

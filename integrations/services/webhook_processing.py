@@ -19,6 +19,7 @@ from django.utils import timezone
 
 from integrations.models import Company, QboConnection, QboCustomer, WebhookEvent
 from integrations.services.qbo import QboNotConnected, qbo_client_for
+from integrations.services.qbo_connection import qbo_customers_upsert
 from qbo_client.client import QboClient, QboCustomerData
 from qbo_client.errors import QboError
 from qbo_client.names import escape_query_literal
@@ -171,7 +172,7 @@ def _apply(connection: QboConnection, events: list[WebhookEvent]) -> dict[Entity
         company=company,
         customer_ids=[e.entity_id for e in events if e.operation not in GONE_OPERATIONS],
     )
-    _cache_refresh(company=company, customers=customers.values())
+    qbo_customers_upsert(company=company, customers=customers.values())
     outcomes: dict[EntityKey, str] = {}
     for event in events:
         customer = customers.get(event.entity_id)
@@ -215,42 +216,6 @@ def _customers_by_id(client: QboClient, customer_ids: list[str]) -> list[QboCust
         f"AND Active IN (true, false) MAXRESULTS {len(customer_ids)}"
     )
     return [QboCustomerData.from_json(c) for c in client.query(statement).get("Customer", [])]
-
-
-def _cache_refresh(*, company: Company, customers: Iterable[QboCustomerData]) -> None:
-    now = timezone.now()
-    rows = [
-        QboCustomer(
-            company=company,
-            qbo_id=customer.id,
-            display_name=customer.display_name,
-            search_name=customer.display_name.casefold(),
-            fully_qualified_name=customer.fully_qualified_name,
-            parent_qbo_id=customer.parent_id or "",
-            is_job=customer.is_job,
-            active=customer.active,
-            sync_token=customer.sync_token,
-            deleted_in_qbo=False,
-            refreshed_at=now,
-        )
-        for customer in customers
-    ]
-    QboCustomer.objects.bulk_create(
-        rows,
-        update_conflicts=True,
-        unique_fields=["company", "qbo_id"],
-        update_fields=[
-            "display_name",
-            "search_name",
-            "fully_qualified_name",
-            "parent_qbo_id",
-            "is_job",
-            "active",
-            "sync_token",
-            "deleted_in_qbo",
-            "refreshed_at",
-        ],
-    )
 
 
 def _flag_gone(company: Company, event: WebhookEvent) -> str:

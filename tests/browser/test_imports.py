@@ -24,7 +24,9 @@ def test_admin_sets_sync_rules_and_tests_the_connection(
     login(page, live_server.url, personas.admin.username, PASSWORD)
     page.goto(f"{live_server.url}/portfolio/integration/erp/projects/")
     page.get_by_role("link", name="Sync rules").click()
-    assert page.get_by_role("heading", name="Linarc connection").is_visible()
+    heading = page.get_by_role("heading", name="Linarc connection")
+    heading.wait_for()  # the click navigates: is_visible() alone does not wait for the page
+    assert heading.is_visible()
 
     page.get_by_label("Linarc base URL").fill(linarc_emulator.base_url)
     page.get_by_label("API key").fill("wrong-key")

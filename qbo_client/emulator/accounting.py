@@ -437,10 +437,39 @@ def run_query(company: Company, view: EntityView, statement: str) -> JsonDict:
         return query.execute(parsed, [company_info(company)], has_active=False)
     # Filter the live entities, then copy only the page returned: copying every entity first
     # made a lookup cost linear in the realm's size, under the state lock.
-    result = query.execute(parsed, list(view.values(parsed.entity)), has_active=True)
+    candidates = _named_candidates(company, view, parsed)
+    if candidates is None:
+        candidates = list(view.values(parsed.entity))
+    result = query.execute(parsed, candidates, has_active=True)
     if parsed.entity in result:
         result[parsed.entity] = copy.deepcopy(result[parsed.entity])
     return result
+
+
+def _named_candidates(
+    company: Company, view: EntityView, parsed: query.Query
+) -> list[JsonDict] | None:
+    """The few entities a ``DisplayName =`` / ``IN`` query can match, from the name index.
+
+    Without it a lookup scanned the whole realm (290 ms at 100,000 customers). The index key
+    (trimmed, spaces collapsed, case-folded) is looser than the query's case-folded equality,
+    so the candidates are a superset and ``query.execute`` still applies every condition.
+    Inside a batch, entities the batch has touched are added from their pre-images.
+    """
+    condition = next(
+        (c for c in parsed.conditions if c.prop == "DisplayName" and c.op in ("=", "IN")), None
+    )
+    if condition is None or not all(isinstance(v, str) for v in condition.values):
+        return None
+    keys: set[tuple[str, str]] = set()
+    for literal in condition.values:
+        holder = company.name_holder(literal)
+        if holder is not None and holder[0] == parsed.entity:
+            keys.add(holder)
+    if isinstance(view, BatchView):
+        keys.update(k for k in view.preimages if k[0] == parsed.entity)
+    found = (view.get(entity_type, entity_id) for entity_type, entity_id in sorted(keys))
+    return [entity for entity in found if entity is not None]
 
 
 def run_cdc(

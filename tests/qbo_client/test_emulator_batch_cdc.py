@@ -182,3 +182,31 @@ def test_cdc_rejects_changed_since_older_than_30_days(qb: QuickBooks) -> None:
     with pytest.raises(QuickbooksException) as excinfo:
         qb.change_data_capture("Customer", "2001-01-01T00:00:00-07:00")
     assert excinfo.value.error_code == 6000
+
+
+def test_a_name_lookup_in_a_batch_sees_a_rename_of_the_same_batch_as_not_yet_done(
+    qb: QuickBooks,
+) -> None:
+    """The name index is live; a batch's query must still answer from the pre-images."""
+    renamed = customer("Quarry Old Name").save(qb=qb)
+    response = batch(
+        qb,
+        [
+            {
+                "bId": "b1",
+                "operation": "update",
+                "Customer": {
+                    "Id": renamed.Id,
+                    "SyncToken": "0",
+                    "sparse": True,
+                    "DisplayName": "Quarry New Name",
+                },
+            },
+            {"bId": "b2", "Query": "SELECT * FROM Customer WHERE DisplayName = 'Quarry Old Name'"},
+            {"bId": "b3", "Query": "SELECT * FROM Customer WHERE DisplayName = 'Quarry New Name'"},
+        ],
+    )
+    items = {item["bId"]: item for item in response["BatchItemResponse"]}
+    assert items["b1"]["Customer"]["DisplayName"] == "Quarry New Name"
+    assert [c["Id"] for c in items["b2"]["QueryResponse"]["Customer"]] == [renamed.Id]
+    assert items["b3"]["QueryResponse"] == {}

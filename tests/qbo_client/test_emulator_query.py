@@ -223,3 +223,26 @@ def test_company_info_read_and_query(qbo_emulator: QboEmulator, qb: QuickBooks) 
 
 def names_of(items: list[CompanyInfo]) -> list[str]:
     return [i.CompanyName for i in items]
+
+
+@pytest.mark.parametrize(
+    ("where", "expected"),
+    [
+        ("DisplayName = 'alder WORKS'", ["Alder Works"]),
+        ("DisplayName = 'Alder  Works'", []),  # the query does not collapse spaces
+        (
+            "DisplayName IN ('Cedar Group', 'elm street lofts', 'Nobody')",
+            ["Cedar Group", "Elm Street Lofts"],
+        ),
+        ("DisplayName = 'Zinc Inactive'", []),  # inactive unless the query asks
+        ("DisplayName = 'Zinc Inactive' AND Active IN (true, false)", ["Zinc Inactive"]),
+        ("DisplayName = 'ALD-1 Shop'", ["ALD-1 Shop"]),  # a job, by its own name
+        ("DisplayName = 'O\\'Brien Site Services'", ["O'Brien Site Services"]),
+        ("DisplayName = 'Alder Works' AND CompanyName = 'Birch Partners'", []),
+    ],
+)
+def test_display_name_lookups_answer_as_a_scan_would(
+    qb: QuickBooks, seeded: dict[str, str], where: str, expected: list[str]
+) -> None:
+    """``DisplayName =`` / ``IN`` are answered from the name index; the answer is the scan's."""
+    assert sorted(names(Customer.where(where, qb=qb))) == expected

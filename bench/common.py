@@ -23,15 +23,13 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from staging.worker_process import celery_worker_command, spawn_logged
+from devtools.workers import WorkerPool
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "docs" / "benchmarks.md"
@@ -162,12 +160,9 @@ def qbo_connect(company: Any, *, realm_id: str | None = None) -> Any:
     :func:`qbo_realm_add`; the emulator's ``realm_id`` authorize extension)."""
     import requests
 
-    from integrations.services.qbo_connection import (
-        qbo_connect_finish,
-        qbo_connect_start,
-        qbo_customers_refresh,
-    )
+    from integrations.services.qbo_connection import qbo_connect_finish, qbo_connect_start
     from staging.models import Run, RunKind
+    from staging.services.qbo_customer_refresh import qbo_customers_refresh
 
     session: dict[str, Any] = {}
     authorize_url = qbo_connect_start(company=company, session=session)
@@ -216,54 +211,8 @@ def qbo_settings_env(emulator: Any) -> dict[str, str]:
 # --- Celery workers -----------------------------------------------------------------------
 
 
-@dataclass
-class Workers:
-    """Real ``celery worker`` processes (prefork, one child each unless told otherwise)."""
-
-    processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
-    logs: list[Path] = field(default_factory=list)
-
-    def start(
-        self, env: Mapping[str, str], *, count: int, concurrency: int = 1, app: str = "staging"
-    ) -> None:
-        queue = env["CELERY_TASK_DEFAULT_QUEUE"]
-        for index in range(count):
-            log = ROOT / "var" / f"bench-worker-{queue}-{index}.log"
-            command = celery_worker_command(
-                concurrency=concurrency,
-                queue=queue,
-                name=f"bench{index}-{queue}@%h",
-                app=app,
-                heartbeat=False,
-            )
-            self.processes.append(spawn_logged(command, log_path=log, env=env))
-            self.logs.append(log)
-
-    def wait_ready(self, timeout: float = 60.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            texts = [p.read_text(errors="replace") if p.exists() else "" for p in self.logs]
-            if all(" ready." in text for text in texts):
-                return
-            for process in self.processes:
-                if process.poll() is not None:
-                    raise RuntimeError(f"a worker exited early:\n{self.tail()}")
-            time.sleep(0.2)
-        raise RuntimeError(f"workers not ready within {timeout}s:\n{self.tail()}")
-
-    def tail(self, chars: int = 3000) -> str:
-        return "\n".join(p.read_text(errors="replace")[-chars:] for p in self.logs if p.exists())
-
-    def task_counts(self) -> dict[str, int]:
-        """Messages the workers received so far, by task name (their ``-l info`` logs say
-        "Task <name>[<id>] received" for each). Read before :meth:`stop`, which deletes
-        the logs."""
-        counts: dict[str, int] = {}
-        for log in self.logs:
-            text = log.read_text(errors="replace") if log.exists() else ""
-            for name in re.findall(r"Task ([\w.]+)\[[0-9a-f-]+\] received", text):
-                counts[name] = counts.get(name, 0) + 1
-        return counts
+class Workers(WorkerPool):
+    """The benchmarks' workers (devtools.workers), with what the benchmarks measure of them."""
 
     def peak_rss_mb(self) -> list[float]:
         """Peak RSS (VmHWM) of every process of every worker tree: the main process and its
@@ -274,32 +223,22 @@ class Workers:
         """User + system CPU time used so far by every process of every worker tree."""
         return sum(tree_cpu_seconds(p.pid) for p in self.processes)
 
-    def stop(self) -> None:
-        for process in self.processes:
-            if process.poll() is None:
-                process.terminate()
-        for process in self.processes:
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=5)
-        for log in self.logs:
-            with contextlib.suppress(OSError):
-                log.unlink()
-
 
 @contextlib.contextmanager
 def running_workers(
     env: Mapping[str, str], *, count: int, concurrency: int = 1, app: str = "staging"
 ) -> Iterator[Workers]:
-    workers = Workers()
+    """``count`` ready workers (prefork, ``concurrency`` children each) on the bench queue;
+    stopped and their logs deleted on exit."""
+    workers = Workers(
+        queue=env["CELERY_TASK_DEFAULT_QUEUE"], node_prefix="bench", log_prefix="bench-worker"
+    )
     try:
         workers.start(env, count=count, concurrency=concurrency, app=app)
         workers.wait_ready()
         yield workers
     finally:
-        workers.stop()
+        workers.stop(timeout=20, delete_logs=True)
 
 
 # --- process memory ---------------------------------------------------------------------------

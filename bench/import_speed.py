@@ -6,7 +6,7 @@ For each size, against the Linarc emulator (``hostile=False``) in this process:
 
 1. the emulator alone: every page fetched raw (HTTP only) and through ``LinarcClient``
    (HTTP + JSON + record validation): the ceiling any import can reach;
-2. the first Import All, in a child process (``staging.services.imports``:
+2. the first Import All, in a child process (``staging.imports``:
    ``import_run_create`` + ``import_run_execute``, exactly what the Celery task runs);
 3. a re-import with nothing changed; 4. a re-import with 1 % of the projects changed;
 5. baseline (sizes ≤ ``--baseline-size``): a per-row ``update_or_create`` loop over the
@@ -66,8 +66,9 @@ def _child(args: argparse.Namespace) -> None:
 
 
 def _import_all(company: Any) -> dict[str, Any]:
+    from staging.imports.pages import import_run_execute
+    from staging.imports.runs import import_run_create
     from staging.models import RunKind
-    from staging.services.imports import import_run_create, import_run_execute
 
     run = import_run_create(company=company, kind=RunKind.IMPORT_ALL, actor=None)
     run = import_run_execute(run_id=run.pk)

@@ -417,7 +417,7 @@ def phase_run(
             busy = cpu.busy_fraction()
             worker_tasks = pool.task_counts()
             if not settled:
-                print(f"{name}: not settled within {timeout:.0f} s\n{pool.tail()}")
+                print(f"{name}: not settled within {timeout:.0f} s\n{pool.logs(3000)}")
     finally:
         settings.SYNC_LEASE_SECONDS = previous_lease
     counters = common.requests_control(emulator, "GET", "counters")

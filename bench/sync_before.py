@@ -58,11 +58,11 @@ def _patch_pool_process(**_kwargs: Any) -> None:
     if variant == "per-row-commits":
         qbo_push.projects_record_outcomes = _one_transaction_per_row
     elif variant == "batch-only":
-        send = qbo_push._send
+        send = qbo_push.works_send
 
         def send_batches_only(client: Any, works: Any, record: Any, **kwargs: Any) -> None:
             send(_WaitForBatchSlots(client), works, record, **kwargs)
 
-        qbo_push._send = send_batches_only
+        qbo_push.works_send = send_batches_only
     else:
         raise ValueError(f"unknown BENCH_SYNC_BEFORE={variant!r}")

@@ -13,6 +13,10 @@ Reported per run: projects per window over whole windows, its ratio to the theor
 ceiling, 429s, duplicates, failures, and peak worker RSS. Baseline, in the same run: a
 plain python-quickbooks ``Customer.save()`` loop against a fresh emulator with the same
 limits (no batch, no limiter, sleeps a window after a 429).
+
+Sources:
+[limits] Intuit, limits and throttles:
+    https://developer.intuit.com/app/developer/qbo/docs/learn/limits-and-throttles
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from typing import Any
 
 from bench import common
 
-# QBO's published per-realm limits, per window (reference §5); the emulator enforces them.
+# QBO's published per-realm limits, per window ([limits]); the emulator enforces them.
 REQUESTS_PER_WINDOW = 500
 BATCHES_PER_WINDOW = 40
 BATCH_ITEMS = 30
@@ -230,7 +234,7 @@ def sync_run(
                 break
             time.sleep(0.25)
         else:
-            raise RuntimeError(f"sync did not settle within {timeout:.0f}s:\n{pool.tail()}")
+            raise RuntimeError(f"sync did not settle within {timeout:.0f}s:\n{pool.logs(3000)}")
         peak_rss = pool.peak_rss_mb()
         worker_cpu = pool.cpu_seconds() - cpu_before
     statuses = dict(Counter(run_rows.values_list("status", flat=True)))

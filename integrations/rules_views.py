@@ -11,11 +11,11 @@ from typing import Any
 
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import redirect, render
-from django.utils.cache import patch_vary_headers
+from django.shortcuts import redirect
 from django.views.decorators.http import require_http_methods, require_POST
 
 from integrations.forms import LinarcConnectionForm, SyncRulesForm
+from integrations.http import is_partial_request, render_page_or_partial
 from integrations.models import Role
 from integrations.services.linarc import linarc_connection_test
 from integrations.services.rules import (
@@ -44,12 +44,15 @@ def _context(request: HttpRequest, form: SyncRulesForm, **extra: Any) -> dict[st
 
 
 def _render(
-    request: HttpRequest, form: SyncRulesForm, *, status: int = 200, **extra: Any
+    request: HttpRequest,
+    form: SyncRulesForm,
+    *,
+    partial: str = "rules-form",
+    status: int = 200,
+    **extra: Any,
 ) -> HttpResponse:
-    template = f"{TEMPLATE}#rules-form" if getattr(request, "htmx", False) else TEMPLATE
-    response = render(request, template, _context(request, form, **extra), status=status)
-    patch_vary_headers(response, ["HX-Request"])
-    return response
+    context = _context(request, form, **extra)
+    return render_page_or_partial(request, TEMPLATE, context, partial=partial, status=status)
 
 
 @company_required(Role.ADMIN)
@@ -77,9 +80,9 @@ def sync_rules(request: HttpRequest) -> HttpResponse:
         )
     except SyncRulesError as exc:
         form.add_error(exc.field, str(exc))
-        return _render(request, form, status=422)
+        return _render(request, form, status=exc.status)
     renamed = renamed_message(saved.renamed)
-    if not getattr(request, "htmx", False):
+    if not is_partial_request(request):
         messages.success(request, f"Sync rules saved. {renamed}".strip())
         return redirect("portfolio:sync_rules")
     current = sync_rules_get(company=company)
@@ -95,7 +98,6 @@ def sync_rules_test(request: HttpRequest) -> HttpResponse:
     company = current_company(request)
     current = sync_rules_get(company=company)
     form = LinarcConnectionForm(request.POST, **_stored(current))
-    htmx = getattr(request, "htmx", False)
     if not form.is_valid():
         errors = "; ".join(str(e) for errors in form.errors.values() for e in errors)
         check_context: dict[str, Any] = {"check_ok": False, "check_message": errors}
@@ -108,11 +110,7 @@ def sync_rules_test(request: HttpRequest) -> HttpResponse:
         )
         check_context = {"check_ok": check.ok, "check_message": check.message}
         status = 200
-    if htmx:
-        response = render(request, f"{TEMPLATE}#connection-test", check_context, status=status)
-    else:
-        # Without JavaScript: the whole page again, keeping what was typed.
-        rules_form = SyncRulesForm(request.POST, **_stored(current))
-        response = _render(request, rules_form, status=status, **check_context)
-    patch_vary_headers(response, ["HX-Request"])
-    return response
+    # HTMX: the result next to the button. Without JavaScript: the whole page again, keeping
+    # what was typed.
+    rules_form = SyncRulesForm(request.POST, **_stored(current))
+    return _render(request, rules_form, partial="connection-test", status=status, **check_context)

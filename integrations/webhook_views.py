@@ -34,8 +34,7 @@ def qbo_webhook(request: HttpRequest) -> HttpResponse:
             verifier_token=settings.QBO_WEBHOOK_VERIFIER_TOKEN or "",
         )
     except InvalidWebhook as exc:
-        status = 401 if "signature" in str(exc) else 400
-        return JsonResponse({"error": str(exc)}, status=status)
+        return JsonResponse({"error": str(exc)}, status=exc.status)
     return JsonResponse({"accepted": accepted})
 
 

@@ -1,26 +1,30 @@
 """The QBO Accounting API client for customers and sub-customers (jobs).
 
-Built on python-quickbooks 0.9.12 (``QuickBooks`` + intuit-oauth ``AuthClient``) and hardened
-where the library is not (reference §11):
+Built on python-quickbooks 0.9.12 (``QuickBooks`` + intuit-oauth ``AuthClient``,
+https://github.com/ej2/python-quickbooks) and hardened where the library is not:
 
 * a timeout adapter on ``qb.session``: the library never sets a timeout;
 * a response hook that records every exchange, captures ``intuit_tid`` and turns every
   non-200 or non-JSON reply into a classified :class:`~qbo_client.errors.QboError` before
   the library sees it: the library drops the HTTP status and misreports 429s;
-* retries with exponential backoff and jitter for transient errors, writes only with the
-  same ``requestid`` so QBO replays instead of duplicating (reference §7);
-* one refresh per 401 through the shared :class:`~qbo_client.tokens.TokenStore`;
+* typed errors, raised at once: the client never sleeps to retry. A transient error goes to
+  the calling task, which retries with backoff (integrations/retry.py); a 429 pauses the
+  realm in the limiter for every worker and raises :class:`ThrottledError` with how long;
+* two instant retries that belong to the protocol rather than to patience: a request whose
+  connection dropped is resent once at once, and a rejected access token is refreshed once
+  (through the shared :class:`~qbo_client.tokens.TokenStore`) and the request replayed.
+  Both are safe because every write carries a ``requestid``, so QBO replays a write it has
+  already applied instead of applying it twice: https://blogs.intuit.com/2015/04/06/15346/;
 * every request inside the per-realm rate limiter.
 
 One client per task and realm; never share one across threads (the library's session and
-``AuthClient`` are mutable, reference §11).
+``AuthClient`` are mutable).
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import random
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
@@ -38,6 +42,7 @@ from qbo_client import oauth
 from qbo_client.config import QboConfig, allow_insecure_loopback
 from qbo_client.errors import (
     AuthError,
+    ConnectionDroppedError,
     Fault,
     PermanentError,
     QboError,
@@ -57,11 +62,13 @@ from qbo_client.transport import mount_timeouts
 
 logger = logging.getLogger(__name__)
 
-MAX_BATCH_ITEMS = 30  # reference §5/§6
-MAX_REQUEST_ID_LENGTH = 50  # reference §7
-MAX_BATCH_REQUEST_ID_LENGTH = 36  # reference §6: with a requestid, id ≤ 36 and bIds ≤ 10
+# /batch: at most 30 items; with a requestid, the id ≤ 36 characters and each bId ≤ 10.
+# https://developer.intuit.com/app/developer/qbo/docs/api/accounting/all-entities/batch
+MAX_BATCH_ITEMS = 30
+MAX_BATCH_REQUEST_ID_LENGTH = 36
 MAX_BID_LENGTH = 10
-MAX_PAGE_SIZE = 1000  # reference §3
+MAX_REQUEST_ID_LENGTH = 50  # https://blogs.intuit.com/2015/04/06/15346/
+MAX_PAGE_SIZE = 1000  # MAXRESULTS, see the queries link on query_customers_under_parent
 _SENSITIVE_QUERY_PARAMS = frozenset({"access_token", "refresh_token", "code", "token"})
 _SPARSE_RESERVED = frozenset({"Id", "SyncToken", "sparse"})
 
@@ -121,7 +128,7 @@ class RequestRecord:
 
 @dataclass(frozen=True)
 class BatchItem:
-    """One item of a ``/batch`` request (reference §6). Build with the class methods."""
+    """One item of a ``/batch`` request (see MAX_BATCH_ITEMS). Build with the class methods."""
 
     bid: str
     operation: Literal["create", "update", "query"]
@@ -185,14 +192,12 @@ class QboClient:
         token_store: TokenStore,
         limiter: RateLimiter,
         *,
-        sleep: Callable[[float], None] = time.sleep,
         on_request: Callable[[RequestRecord], None] | None = None,
     ) -> None:
         self.config = config
         self.realm_id = realm_id
         self._token_store = token_store
         self._limiter = limiter
-        self._sleep = sleep
         self._on_request = on_request
         self.last_intuit_tid: str | None = None
 
@@ -212,7 +217,7 @@ class QboClient:
             minorversion=config.minorversion,
         )
         # api_url picks sandbox_api_url_v3 only for environment == "sandbox"; set both so the
-        # configured base wins whatever the environment string (reference §11).
+        # configured base wins whatever the environment string (python-quickbooks).
         self._qb.api_url_v3 = api_base
         self._qb.sandbox_api_url_v3 = api_base
         session = self._qb.session
@@ -256,9 +261,9 @@ class QboClient:
         self, name: str, include_inactive: bool = True
     ) -> list[QboCustomerData]:
         """Customers whose ``DisplayName`` equals ``name`` (inactive ones included by default:
-        an inactive customer still holds its name, reference §3)."""
+        an inactive customer still holds its name)."""
         literal = escape_query_literal(name)
-        # QBO's query language, not SQL; the literal is escaped per reference §3.
+        # QBO's query language, not SQL; the literal is escaped (names.py).
         statement = f"SELECT * FROM Customer WHERE DisplayName = '{literal}'"  # noqa: S608
         if include_inactive:
             statement += " AND Active IN (true, false)"
@@ -271,13 +276,14 @@ class QboClient:
         contains ``search``.
 
         ``ParentRef`` as a query filter is not in Intuit's list of filterable properties
-        (unverified, reference §3); where it is refused, page :meth:`iter_all_customers` and
-        filter locally instead.
+        (unverified); where it is refused, page :meth:`iter_all_customers` and filter
+        locally instead. Queries, MAXRESULTS and LIKE:
+        https://developer.intuit.com/app/developer/qbo/docs/learn/explore-the-quickbooks-online-api/data-queries
         """
         _check_id(parent_id)
         statement = f"SELECT * FROM Customer WHERE ParentRef = '{parent_id}'"  # noqa: S608
         if search:
-            # LIKE knows only the % wildcard and no way to escape it (reference §3).
+            # LIKE knows only the % wildcard and no way to escape it.
             literal = escape_query_literal(search.replace("%", ""))
             statement += f" AND DisplayName LIKE '%{literal}%'"
         if include_inactive:
@@ -288,7 +294,7 @@ class QboClient:
         self, include_inactive: bool = True, page_size: int = MAX_PAGE_SIZE
     ) -> Iterator[list[QboCustomerData]]:
         """Every customer, a page at a time, ordered by Id (for the local cache refresh).
-        Pages until one is shorter than ``page_size`` (reference §3)."""
+        Pages until one is shorter than ``page_size``."""
         if not 1 <= page_size <= MAX_PAGE_SIZE:
             raise ValueError(f"page_size must be between 1 and {MAX_PAGE_SIZE}")
         where = " WHERE Active IN (true, false)" if include_inactive else ""
@@ -310,8 +316,9 @@ class QboClient:
 
     def create_customer(self, body: Mapping[str, Any], request_id: str) -> QboCustomerData:
         """``POST /customer`` with ``requestid``. A sub-customer needs ``Job: true`` and
-        ``ParentRef`` in ``body`` (reference §2.3). Reusing ``request_id`` after a lost
-        response replays the first result instead of creating a duplicate."""
+        ``ParentRef`` in ``body`` (the Customer entity, see :meth:`sparse_update_customer`).
+        Reusing ``request_id`` after a lost response replays the first result instead of
+        creating a duplicate."""
         _check_request_id(request_id, MAX_REQUEST_ID_LENGTH)
         if "Id" in body:
             raise ValueError("create_customer body must not carry an Id")
@@ -329,8 +336,10 @@ class QboClient:
         fields: Mapping[str, Any],
         request_id: str,
     ) -> QboCustomerData:
-        """Sparse update: only ``fields`` change (reference §2.6). The body is built by hand;
-        python-quickbooks objects would send ``""`` defaults that blank data (§11)."""
+        """Sparse update: only ``fields`` change. The body is built by hand; python-quickbooks
+        objects would send ``""`` defaults that blank data. The Customer entity:
+        https://developer.intuit.com/app/developer/qbo/docs/api/accounting/all-entities/customer
+        """
         _check_id(customer_id)
         _check_request_id(request_id, MAX_REQUEST_ID_LENGTH)
         data = json.dumps(_sparse_body(customer_id, sync_token, fields))
@@ -349,10 +358,10 @@ class QboClient:
         :class:`~qbo_client.ratelimit.BatchWindowFull` at once, before anything is sent, so
         the caller can send the items as single requests from the rest of the budget.
 
-        Items cannot see each other (no parent and child in one batch, reference §6). The
-        request as a whole is retried with the same ``requestid``; per-item faults are
+        Items cannot see each other (no parent and child in one batch). A dropped connection
+        resends the request as a whole with the same ``requestid``; per-item faults are
         returned, not raised. ``request_id=None`` generates one per call, which still makes
-        this call's own retries safe but not a later call's.
+        this call's own resend safe but not a later call's.
         """
         if not items:
             return []
@@ -365,7 +374,7 @@ class QboClient:
         _check_request_id(request_id, MAX_BATCH_REQUEST_ID_LENGTH)
         data = json.dumps({"BatchItemRequest": [item.to_json() for item in items]})
 
-        # The library's batch helpers send random 36-char bIds and no requestid (§11), so
+        # The library's batch helpers send random 36-char bIds and no requestid, so
         # post the body ourselves through the library's generic post(), which does pass
         # requestid and minorversion to the same /batch URL.
         def send(qb: QuickBooks) -> Any:
@@ -392,11 +401,22 @@ class QboClient:
         is_read: bool = False,
         display_name: str | None = None,
     ) -> dict[str, Any]:
-        """Send with rate limiting, retries and one token refresh. ``send`` must resend the
-        very same request (same body, same requestid) each time it is called."""
+        """Send once, inside the realm's limiter, and raise a typed error for any failure.
+
+        Two retries happen here, at once and at most once each, because they are part of
+        talking to QBO rather than patience (that is the calling task's, with backoff):
+
+        * a dropped connection (refused, reset, cut off mid-answer) resends the request once.
+          Every request of this client may be sent twice: reads change nothing and every
+          write carries a ``requestid``, which QBO answers with the first result;
+        * a rejected access token is refreshed once and the request replayed; a second
+          rejection means only a reconnect helps. OAuth 2.0 at Intuit:
+          https://developer.intuit.com/app/developer/qbo/docs/develop/authentication-and-authorization/oauth-2.0
+
+        ``send`` must send the very same request (same body, same requestid) each call.
+        """
         self._refresh_if_expiring()
-        attempt = 0
-        refreshed = False
+        refreshed = resent = False
         while True:
             sent = False
             try:
@@ -419,24 +439,20 @@ class QboClient:
                     ) from exc
                 refreshed = True
                 self._refresh()
-            except TransientError as exc:
-                if not sent or attempt >= self.config.max_retries:
-                    raise  # limiter errors, or out of retries: the task retries later
-                delay = self._backoff(attempt)
-                if isinstance(exc, ThrottledError):
-                    # Pause the realm for every worker; the next acquire waits it out.
+            except ConnectionDroppedError as exc:
+                if resent:
+                    raise
+                resent = True
+                logger.info("QBO connection dropped (%s); resending once", exc.detail)
+            except ThrottledError as exc:
+                if sent:
+                    # QBO said 429: pause the realm for every worker, and tell the caller how
+                    # long. The limits:
+                    # https://developer.intuit.com/app/developer/qbo/docs/learn/limits-and-throttles
                     self._limiter.pause(self.realm_id, exc.retry_after)
-                elif exc.retry_after is not None:
-                    delay = max(delay, exc.retry_after)
-                attempt += 1
-                logger.warning(
-                    "QBO transient error, retry %s/%s in %.2fs: %s",
-                    attempt,
-                    self.config.max_retries,
-                    delay,
-                    exc,
-                )
-                self._sleep(delay)
+                    if exc.retry_after is None:
+                        exc.retry_after = self._limiter.default_pause_seconds
+                raise
 
     def _send_once(
         self, send: Callable[[QuickBooks], Any], *, is_read: bool, display_name: str | None
@@ -457,6 +473,8 @@ class QboClient:
                 display_name=display_name,
             ) from None
         except requests.Timeout as exc:
+            # Not resent here: QBO may still be working on it, and the wait was already
+            # timeout_seconds long. The task tries again after its backoff (same requestid).
             self._record_no_response(exc, started)
             raise TransientError(
                 "QuickBooks did not answer in time; will retry", detail=type(exc).__name__
@@ -466,9 +484,9 @@ class QboClient:
             requests.exceptions.ChunkedEncodingError,
             requests.exceptions.ContentDecodingError,
         ) as exc:
-            # Refused, reset, or cut off mid-response: resend (same requestid for writes).
+            # Refused, reset, or cut off mid-response: _request resends once.
             self._record_no_response(exc, started)
-            raise TransientError(
+            raise ConnectionDroppedError(
                 "Could not connect to QuickBooks; will retry", detail=type(exc).__name__
             ) from exc
         except QuickbooksException as exc:
@@ -530,12 +548,6 @@ class QboClient:
             # Recording is best effort: a broken recorder must not fail (or repeat) a write.
             logger.exception("on_request callback failed")
 
-    def _backoff(self, attempt: int) -> float:
-        ceiling = min(
-            self.config.backoff_cap_seconds, self.config.backoff_base_seconds * 2**attempt
-        )
-        return random.uniform(ceiling / 2, ceiling)  # "equal jitter"
-
     def _refresh_if_expiring(self) -> None:
         if self._tokens.access_expires_within(
             self.config.refresh_margin_seconds, now=datetime.now(UTC)
@@ -553,7 +565,7 @@ class QboClient:
 
     def _use_tokens(self, tokens: TokenSet) -> None:
         # The library never refreshes on its own after construction; point its session
-        # and AuthClient at the new tokens (reference §11).
+        # and AuthClient at the new tokens.
         self._tokens = tokens
         self._qb.session.token = {
             "access_token": tokens.access_token,
@@ -575,7 +587,7 @@ def _sparse_body(customer_id: str, sync_token: str, fields: Mapping[str, Any]) -
 
 
 def _customers(query_response: Mapping[str, Any]) -> list[QboCustomerData]:
-    # No matches: QueryResponse is {} with no Customer key (reference §3).
+    # No matches: QueryResponse is {} with no Customer key.
     return [QboCustomerData.from_json(c) for c in query_response.get("Customer", [])]
 
 

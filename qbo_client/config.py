@@ -1,4 +1,15 @@
-"""Plain settings for the QBO client: the Django side builds one from its settings."""
+"""Plain settings for the QBO client: the Django side builds one from its settings.
+
+Sources:
+[customer] Intuit, Customer entity:
+    https://developer.intuit.com/app/developer/qbo/docs/api/accounting/all-entities/customer
+[python-quickbooks] python-quickbooks 0.9.12:
+    https://github.com/ej2/python-quickbooks
+[intuit-oauth] intuit-oauth 1.2.6:
+    https://github.com/intuit/oauth-pythonclient
+[oauth-faq] Intuit, OAuth FAQ:
+    https://developer.intuit.com/app/developer/qbo/docs/develop/authentication-and-authorization/faq
+"""
 
 from __future__ import annotations
 
@@ -7,7 +18,7 @@ from dataclasses import dataclass, field
 from ipaddress import ip_address
 from urllib.parse import urlsplit
 
-# Intuit's Accounting API bases (reference §1).
+# Intuit's Accounting API bases ([customer]).
 PRODUCTION_API_BASE = "https://quickbooks.api.intuit.com/v3"
 SANDBOX_API_BASE = "https://sandbox-quickbooks.api.intuit.com/v3"
 
@@ -18,7 +29,7 @@ class QboConfig:
 
     ``environment`` is ``"sandbox"``, ``"production"`` or a discovery-document URL (the
     emulator's ``/.well-known/openid_configuration``; intuit-oauth accepts any other string
-    as the discovery URL, reference §12). ``api_base_url`` is the Accounting API base up to
+    as the discovery URL, [intuit-oauth]). ``api_base_url`` is the Accounting API base up to
     ``/v3``; ``None`` picks Intuit's base for the environment.
     """
 
@@ -33,7 +44,7 @@ class QboConfig:
     # Exponential backoff between transient retries: base * 2**attempt, capped, with jitter.
     backoff_base_seconds: float = 0.5
     backoff_cap_seconds: float = 30.0
-    # Refresh proactively when the access token has less than this left (reference §13).
+    # Refresh proactively when the access token has less than this left ([oauth-faq]).
     refresh_margin_seconds: float = 300.0
     # False refuses requests to loopback, private, link-local and other non-public addresses
     # (discovery, token endpoint and Accounting API alike) before any connect: production.
@@ -68,7 +79,7 @@ def allow_insecure_loopback(*urls: str) -> None:
 
     requests-oauthlib's ``OAuth2Session`` (python-quickbooks' ``qb.session``) raises
     ``InsecureTransportError`` for ``http://`` unless ``OAUTHLIB_INSECURE_TRANSPORT`` is set
-    (reference §11). It reads the variable on every request, so it is process-wide; we set
+    ([python-quickbooks]). It reads the variable on every request, so it is process-wide; we set
     it only when every URL involved is http on a loopback address.
     """
     http_urls = [u for u in urls if urlsplit(u).scheme == "http"]

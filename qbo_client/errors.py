@@ -3,8 +3,12 @@
 Every failure leaves this package as one :class:`QboError` subclass that tells the caller
 what to do next, never as a python-quickbooks or requests exception:
 
-* :class:`TransientError` / :class:`ThrottledError`: try again later (429, 5xx, timeouts,
-  connection errors, HTML or other non-JSON bodies from proxies).
+* :class:`TransientError`: try again later (5xx, timeouts, HTML or other non-JSON bodies
+  from proxies). The client does not wait and retry these itself: the calling task does,
+  with backoff (in this project, integrations/retry.py). :class:`ConnectionDroppedError` is
+  one: no answer came because the connection dropped (the client resent the request once).
+* :class:`ThrottledError`: the realm is out of budget (429, or no slot in the limiter);
+  wait ``retry_after`` seconds. Not a failed try.
 * :class:`AuthError`: the access token was rejected; refresh once and retry once.
 * :class:`ReconnectRequired`: the refresh token is dead (``invalid_grant``); a person must
   reconnect QuickBooks.
@@ -16,7 +20,8 @@ what to do next, never as a python-quickbooks or requests exception:
   :class:`RefusedHostError` is one: the host is not public and the config refuses those.
 
 Classification matches on the fault ``code`` and the HTTP status, never on message text:
-Intuit's wording varies (reference §4.5).
+Intuit's wording varies. The codes:
+https://developer.intuit.com/app/developer/qbo/docs/develop/troubleshooting/error-codes
 """
 
 from __future__ import annotations
@@ -94,7 +99,14 @@ class TransientError(QboError):
 
 
 class ThrottledError(TransientError):
-    """HTTP 429 / code 3001: the whole realm must pause (reference §5)."""
+    """HTTP 429 / code 3001, or no slot in the realm's budget: the whole realm must pause.
+    ``retry_after`` says for how long when known. The limits:
+    https://developer.intuit.com/app/developer/qbo/docs/learn/limits-and-throttles
+    """
+
+
+class ConnectionDroppedError(TransientError):
+    """The connection was refused, reset or cut off mid-answer: no usable answer came."""
 
 
 class NeedsActionError(QboError):
@@ -148,7 +160,9 @@ class RefusedHostError(PermanentError):
 
 @dataclass(frozen=True)
 class Fault:
-    """The first error of a QBO fault, whatever shape it arrived in (reference §4.1-4.3)."""
+    """The first error of a QBO fault, whatever shape it arrived in (JSON service fault,
+    gateway fault or XML; the shapes are shown in Intuit's error-code list, see the module
+    docstring)."""
 
     code: str | None
     message: str | None
@@ -179,7 +193,7 @@ def _str_or_none(value: object) -> str | None:
 
 def fault_from_json(payload: object) -> Fault | None:
     """The fault in a parsed JSON body: capitalised ``Fault`` (service) or lower-case
-    ``fault`` (gateway), reference §4.1/§4.2. ``None`` when the body carries no fault."""
+    ``fault`` (gateway). ``None`` when the body carries no fault."""
     if not isinstance(payload, Mapping):
         return None
     fault = payload.get("Fault") or payload.get("fault")
@@ -193,8 +207,8 @@ def _local(tag: str) -> str:
 
 
 def fault_from_xml(text: str) -> Fault | None:
-    """The fault in an ``<IntuitResponse>`` body (reference §4.3): throttling and some
-    validation faults arrive as XML even when JSON was requested."""
+    """The fault in an ``<IntuitResponse>`` body: throttling and some validation faults
+    arrive as XML even when JSON was requested."""
     try:
         # The body comes from Intuit (or a proxy in front of it); expat in CPython ≥ 3.7.1
         # refuses external entities and caps entity expansion, so stdlib parsing is safe here.
@@ -242,7 +256,8 @@ def parse_body(text: str) -> ParsedBody:
 
 
 def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
-    """``Retry-After`` as seconds: either delta-seconds or an HTTP date (RFC 9110 §10.2.3)."""
+    """``Retry-After`` as seconds: either delta-seconds or an HTTP date
+    (https://www.rfc-editor.org/rfc/rfc9110#section-10.2.3)."""
     if not value:
         return None
     value = value.strip()
@@ -259,8 +274,8 @@ def parse_retry_after(value: str | None, *, now: datetime | None = None) -> floa
 
 # --- classification --------------------------------------------------------------------------
 
-# Codes a person must resolve (reference §4.5): the request will fail the same way until the
-# data or the naming rule changes.
+# Codes a person must resolve (Intuit's error-code list, linked above): the request will fail
+# the same way until the data or the naming rule changes.
 _NEEDS_ACTION_REASONS: dict[str, str] = {
     "2500": "The parent customer does not exist in QuickBooks",
     "6000": "QuickBooks rejected the record (business validation)",
@@ -326,12 +341,12 @@ def classify(
     if status is not None and status >= 500:
         return TransientError(f"QuickBooks returned HTTP {status}; will retry", **common)
     if status == 404 and fault is None:
-        # A wrong URL; Airbyte reads it as an unknown realmId (reference §4.4).
+        # A 404 without a fault: a wrong URL or a realmId QBO does not know.
         return PermanentError(
             "QuickBooks company or endpoint not found (check the realm and base URL)", **common
         )
     if fault is None and not body_is_json and status is not None:
-        # An HTML page from a proxy or load balancer instead of a QBO fault (reference §4.3).
+        # An HTML page from a proxy or load balancer instead of a QBO fault.
         return TransientError(f"Unexpected non-JSON reply from QuickBooks ({status})", **common)
 
     if code == "6240":

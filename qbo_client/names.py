@@ -1,4 +1,4 @@
-"""Display names and query literals that QBO accepts (reference §2.2 and §3).
+"""Display names and query literals that QBO accepts ([customer] and [queries]).
 
 ``sanitize_display_name`` is deterministic: the same input always gives the same output, so
 a name computed on one run can be looked up on the next. Its rules, in order:
@@ -7,10 +7,10 @@ a name computed on one run can be looked up on the next. Its rules, in order:
 2. Smart punctuation → ASCII: curly single quotes/primes → ``'``, curly double quotes → ``"``,
    en/em dashes and minus signs → ``-``, ellipsis → ``...``. QBO's query lexer rejects curly
    quotes and en dashes inside a literal, so a name holding one could be saved but never
-   found again (reference §3).
+   found again ([queries]).
 3. Each run of ``:`` (QBO's FullyQualifiedName separator, forbidden in names) becomes
    `` - ``; tabs, newlines and other control characters become a space, invisible format
-   characters (zero-width space, BOM) are dropped (reference §2.2).
+   characters (zero-width space, BOM) are dropped ([customer]).
 4. Runs of whitespace collapse to one space and the ends are trimmed; colons at the ends
    or in a row leave no empty segment behind.
 5. Longer than ``max_len`` (QBO documents 500, third-party guides 100; we keep 100): cut at
@@ -19,6 +19,12 @@ a name computed on one run can be looked up on the next. Its rules, in order:
 
 An input that is empty after these steps raises ``ValueError``: QBO would build a name from
 other fields and the sync would lose track of it.
+
+Sources:
+[customer] Intuit, Customer entity:
+    https://developer.intuit.com/app/developer/qbo/docs/api/accounting/all-entities/customer
+[queries] Intuit, data queries:
+    https://developer.intuit.com/app/developer/qbo/docs/learn/explore-the-quickbooks-online-api/data-queries
 """
 
 from __future__ import annotations
@@ -92,11 +98,11 @@ def sanitize_display_name(name: str, max_len: int = 100) -> str:
 
 def escape_query_literal(value: str) -> str:
     """Escape a value for a single-quoted QBO query literal: ``\\`` first, then ``'``
-    (reference §3; python-quickbooks escapes only the quote, #319)."""
+    ([queries]; python-quickbooks escapes only the quote, #319)."""
     return value.replace("\\", "\\\\").replace("'", "\\'")
 
 
 def normalize_for_compare(value: str) -> str:
     """Key for comparing names the way QBO's uniqueness check might (its case and whitespace
-    rules are undocumented, reference §2.2): casefolded, trimmed, inner spaces collapsed."""
+    rules are undocumented, [customer]): casefolded, trimmed, inner spaces collapsed."""
     return _WHITESPACE.sub(" ", value).strip().casefold()

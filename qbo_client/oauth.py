@@ -2,6 +2,14 @@
 
 All functions take a :class:`QboConfig` and return plain values; failures come out as
 :mod:`qbo_client.errors` types (``invalid_grant`` → :class:`ReconnectRequired`).
+
+Sources:
+[oauth] Intuit, OAuth 2.0:
+    https://developer.intuit.com/app/developer/qbo/docs/develop/authentication-and-authorization/oauth-2.0
+[intuit-oauth] intuit-oauth 1.2.6:
+    https://github.com/intuit/oauth-pythonclient
+[invalid-grant] Nango, QuickBooks invalid_grant:
+    https://nango.dev/blog/quickbooks-oauth-refresh-token-invalid-grant
 """
 
 from __future__ import annotations
@@ -30,7 +38,7 @@ from qbo_client.errors import (
 from qbo_client.tokens import TokenSet
 from qbo_client.transport import mount_timeouts
 
-# The six keys AuthClient reads from the discovery document (reference §9).
+# The six keys AuthClient reads from the discovery document ([oauth]).
 _DISCOVERY_KEYS = (
     "authorization_endpoint",
     "token_endpoint",
@@ -44,7 +52,7 @@ _discovery_lock = threading.Lock()
 
 
 def discovery_url(config: QboConfig) -> str:
-    """The discovery URL intuit-oauth would use for ``config.environment`` (reference §12)."""
+    """The discovery URL intuit-oauth would use for ``config.environment`` ([intuit-oauth])."""
     env = config.environment.lower()
     if env in {"production", "prod"}:
         return str(DISCOVERY_URL["production"])
@@ -121,7 +129,7 @@ class _CachedDiscoveryAuthClient(AuthClient):  # type: ignore[misc, unused-ignor
     time out.
 
     intuit-oauth 1.2.6's constructor GETs the discovery document on every construction, with
-    no timeout (oauth-pythonclient #18, reference §12), and a session adapter cannot be
+    no timeout (oauth-pythonclient #18, [intuit-oauth]), and a session adapter cannot be
     mounted before that GET because ``requests.Session.__init__`` runs inside it. So this
     subclass performs the same initialisation itself: ``requests.Session`` set-up, then the
     attributes ``AuthClient.__init__`` sets, from a cached document. intuit-oauth is pinned
@@ -141,7 +149,7 @@ class _CachedDiscoveryAuthClient(AuthClient):  # type: ignore[misc, unused-ignor
         # The token, revoke and user-info endpoints come from the discovery document: they
         # are checked like any other host when private hosts are refused.
         mount_timeouts(self, config.timeout_seconds, allow_private_hosts=config.allow_private_hosts)
-        # Ask for the 5-year hard-expiry field (reference §9); ignored where unsupported.
+        # Ask for the 5-year hard-expiry field ([oauth]); ignored where unsupported.
         self.headers["x-include-refresh-token-hard-expires-in"] = "true"
         endpoints = get_discovery(config)
         self.client_id = config.client_id
@@ -194,7 +202,7 @@ def exchange_code(config: QboConfig, code: str, realm_id: str) -> TokenSet:
 
 def refresh_tokens(config: QboConfig, refresh_token: str) -> TokenSet:
     """Use ``refresh_token`` once; the result holds the (possibly rotated) refresh token,
-    which must be stored before anything else happens (reference §9)."""
+    which must be stored before anything else happens ([oauth])."""
     auth = build_auth_client(config, refresh_token=refresh_token)
     _call_token_endpoint(lambda: auth.refresh(refresh_token=refresh_token))
     return _token_set(auth)
@@ -231,7 +239,7 @@ def _classify_auth_error(exc: AuthClientError) -> QboError:
     except ValueError:
         pass
     if error == "invalid_grant":
-        # Expired, revoked or already-rotated refresh token (reference §9, [27]).
+        # Expired, revoked or already-rotated refresh token ([oauth], [invalid-grant]).
         return ReconnectRequired(
             "Reconnect QuickBooks", code=error, status=status, intuit_tid=tid, detail=content
         )
@@ -268,7 +276,7 @@ def _seconds(value: object) -> float | None:
 
 
 def _token_set(auth: AuthClient) -> TokenSet:
-    # Lifetimes are relative seconds; store absolute instants (reference §12).
+    # Lifetimes are relative seconds; store absolute instants ([intuit-oauth]).
     now = datetime.now(UTC)
     expires_in = _seconds(auth.expires_in) or 3600.0
     refresh_in = _seconds(getattr(auth, "x_refresh_token_expires_in", None))

@@ -1,5 +1,5 @@
-"""Per-realm rate limiting shared by every worker process (reference §5, DESIGN "Writing to QBO
-without duplicates" point 6).
+"""Per-realm rate limiting shared by every worker process, within QBO's published limits
+([limits]): one limiter per realm, so a 429 pauses that realm for every worker.
 
 QBO meters each realm (company) + app: 500 requests/min, 10/s, 10 in flight, 40 batch
 requests/min; a 429 asks for 60 s of silence. Every worker talking to a realm therefore has
@@ -23,6 +23,10 @@ embedded default). One atomic step per request (one Lua script on Redis) decides
 are 500 per 6 s, 10 per 0.1 s, 40 batch per 6 s and the 429 pause is 6 s.
 ``clock``/``sleep`` can be injected (tests drive the limiter with a fake clock); without a
 clock, Redis' own ``TIME`` is the clock, so workers on different hosts agree.
+
+Sources:
+[limits] Intuit, limits and throttles:
+    https://developer.intuit.com/app/developer/qbo/docs/learn/limits-and-throttles
 """
 
 from __future__ import annotations
@@ -42,7 +46,7 @@ import redis
 
 from qbo_client.errors import ThrottledError, TransientError
 
-# Published QBO limits per realm + app (reference §5).
+# Published QBO limits per realm + app ([limits]).
 QBO_REQUESTS_PER_MINUTE = 500
 QBO_REQUESTS_PER_SECOND = 10
 QBO_MAX_IN_FLIGHT = 10

@@ -2,9 +2,17 @@
 
 QBO rotates refresh tokens: a refresh may return a new one, and earlier ones stop working
 about 24 h later. Two workers refreshing at once, or a lost write of the rotated token, end
-in ``invalid_grant`` and a forced reconnect (reference §9, [27]). So every refresh goes
+in ``invalid_grant`` and a forced reconnect ([oauth], [invalid-grant]). So every refresh goes
 through :meth:`TokenStore.refresh`, which serialises refreshes per realm and lets the
 losers of the race reuse the winner's tokens.
+
+Sources:
+[oauth] Intuit, OAuth 2.0:
+    https://developer.intuit.com/app/developer/qbo/docs/develop/authentication-and-authorization/oauth-2.0
+[intuit-oauth] intuit-oauth 1.2.6:
+    https://github.com/intuit/oauth-pythonclient
+[invalid-grant] Nango, QuickBooks invalid_grant:
+    https://nango.dev/blog/quickbooks-oauth-refresh-token-invalid-grant
 """
 
 from __future__ import annotations
@@ -21,13 +29,13 @@ from qbo_client.errors import ReconnectRequired
 @dataclass(frozen=True)
 class TokenSet:
     """One realm's tokens with absolute, timezone-aware expiries (QBO sends relative
-    seconds; reference §12). Tokens are kept out of ``repr`` so they never reach logs."""
+    seconds; [intuit-oauth]). Tokens are kept out of ``repr`` so they never reach logs."""
 
     access_token: str = field(repr=False)
     refresh_token: str = field(repr=False)
     access_expires_at: datetime
     refresh_expires_at: datetime | None = None
-    # Only present when Intuit returns x_refresh_token_hard_expires_in (reference §9).
+    # Only present when Intuit returns x_refresh_token_hard_expires_in ([oauth]).
     refresh_hard_expires_at: datetime | None = None
 
     def __post_init__(self) -> None:

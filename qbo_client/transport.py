@@ -1,4 +1,11 @@
-"""requests plumbing shared by the OAuth and API sides."""
+"""requests plumbing shared by the OAuth and API sides.
+
+Sources:
+[python-quickbooks] python-quickbooks 0.9.12:
+    https://github.com/ej2/python-quickbooks
+[intuit-oauth] intuit-oauth 1.2.6:
+    https://github.com/intuit/oauth-pythonclient
+"""
 
 from __future__ import annotations
 
@@ -14,8 +21,8 @@ from netguard import GuardedHTTPAdapter, guard_session
 class TimeoutHTTPAdapter(HTTPAdapter):
     """Applies a default timeout to every request of the session it is mounted on.
 
-    Neither python-quickbooks nor intuit-oauth ever passes ``timeout=`` (reference §11, §12),
-    so without this a stalled connection would hang a worker forever.
+    Neither python-quickbooks nor intuit-oauth ever passes ``timeout=`` ([python-quickbooks],
+    [intuit-oauth]), so without this a stalled connection would hang a worker forever.
     """
 
     def __init__(self, timeout: float, **kwargs: Any) -> None:

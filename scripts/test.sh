@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The README's test command: lint, types, then the whole pytest suite (incl. browser tests).
+# The README's test command: lint, types, import contracts, then the whole pytest suite
+# (incl. browser tests).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh dev
@@ -10,4 +11,5 @@ echo "== ruff"
 ruff check .
 ruff format --check .
 echo "== mypy"; mypy .
+echo "== import contracts"; lint-imports  # pyproject.toml [tool.importlinter]
 echo "== pytest"; pytest "$@"

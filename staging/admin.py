@@ -8,7 +8,7 @@ from staging.models import ChangeEvent, Run, StagedProject, WorkerHeartbeat
 # The permanent mapping and the append-only Change History are promises of the product, so
 # the admin shows staged projects and their history but cannot change or delete them:
 # - every field of a staged project is either the mapping (permanent; the database trigger
-#   of migration 0002 refuses a change, which used to surface here as a 500), sync state
+#   of staging/triggers.py refuses a change, which used to surface here as a 500), sync state
 #   owned by the workers, or a copy of Linarc that the next pull rewrites, and an edit here
 #   would write no ChangeEvent;
 # - deleting a project would cascade its history away, and re-importing it would let it be

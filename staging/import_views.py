@@ -12,43 +12,44 @@ from typing import Any
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import HttpResponseStopPolling, trigger_client_event
 
+from integrations.http import is_partial_request, render_page_or_partial, vary_on_htmx
 from integrations.models import Role
 from integrations.services.linarc import LinarcNotConfigured, linarc_projects_browse
 from integrations.tenancy import company_required, current_company
 from linarc_client import LinarcError
-from staging.models import Run, RunKind, RunState
-from staging.services.imports import (
+from staging.imports.runs import (
     IMPORT_KINDS,
-    ImportAlreadyRunning,
     ImportRefused,
     import_run_active,
     import_start,
-    staged_linarc_ids,
 )
+from staging.models import Run, RunKind, RunState
+from staging.selectors import staged_linarc_ids
 
+RUN_PAGE = "staging/import_run.html"
 PROGRESS_PARTIAL = "staging/_run_progress.html#run-progress"
-# Sent when an import run is seen finished, so the Projects table can reload itself:
-# hx-trigger="importFinished from:body".
+# Sent when an import run is seen finished, so the Projects table and the Import Selected
+# picker reload themselves: hx-trigger="importFinished from:body".
 FINISHED_EVENT = "importFinished"
 
 
-def _is_htmx(request: HttpRequest) -> bool:
-    return bool(getattr(request, "htmx", False))
-
-
 def _progress(request: HttpRequest, run: Run, *, status: int = 200) -> HttpResponse:
+    """HTMX: the run's progress bar, which polls itself until the run finishes. A page
+    load: the run's page."""
     finished = run.state in (RunState.DONE, RunState.FAILED)
-    if finished and status == 200:
+    polled = is_partial_request(request)
+    if finished and polled and status == 200:
         # 286 tells htmx to stop polling; the final summary is still swapped in.
         status = HttpResponseStopPolling.status_code
-    response = render(request, PROGRESS_PARTIAL, {"run": run}, status=status)
-    if finished:
+    context = {"run": run, "erp_tab": "projects"}
+    response = render_page_or_partial(
+        request, RUN_PAGE, context, partial=PROGRESS_PARTIAL, status=status
+    )
+    if finished and polled:
         trigger_client_event(response, FINISHED_EVENT, {"run_id": run.pk, "state": run.state})
-    patch_vary_headers(response, ["HX-Request"])
     return response
 
 
@@ -57,17 +58,17 @@ def _start(request: HttpRequest, kind: str, linarc_ids: list[str] | None = None)
     try:
         run = import_start(company=company, kind=kind, actor=request.user, linarc_ids=linarc_ids)
     except ImportRefused as exc:
-        status = 409 if isinstance(exc, ImportAlreadyRunning) else 422
-        if _is_htmx(request):
-            return render(
+        if is_partial_request(request):
+            refused = render(
                 request,
                 "staging/_run_progress.html#run-refused",
                 {"message": str(exc)},
-                status=status,
+                status=exc.status,
             )
+            return vary_on_htmx(refused)
         messages.error(request, str(exc))
         return redirect("portfolio:projects")
-    if _is_htmx(request):
+    if is_partial_request(request):
         return _progress(request, run, status=202)
     messages.success(request, f"{run.get_kind_display()} started.")
     return redirect("portfolio:import_run", pk=run.pk)
@@ -106,7 +107,7 @@ def import_selected(request: HttpRequest) -> HttpResponse:
     try:
         page = linarc_projects_browse(company=company, page=page_number, search=search)
     except LinarcNotConfigured as exc:
-        context["error"], status = str(exc), 409
+        context["error"], status = str(exc), exc.status
     except LinarcError as exc:
         # Linarc down or refusing: say so; nothing else on the page depends on it.
         context["error"] = (
@@ -123,12 +124,9 @@ def import_selected(request: HttpRequest) -> HttpResponse:
             previous_page=page_number - 1 if page_number > 1 else None,
         )
     context["active_run"] = import_run_active(company=company)
-    template = "staging/import_selected.html"
-    if _is_htmx(request) and request.headers.get("HX-Target") == "linarc-picker":
-        template += "#picker"
-    response = render(request, template, context, status=status)
-    patch_vary_headers(response, ["HX-Request"])
-    return response
+    return render_page_or_partial(
+        request, "staging/import_selected.html", context, partial="picker", status=status
+    )
 
 
 @company_required()
@@ -141,9 +139,7 @@ def import_run(request: HttpRequest, pk: int) -> HttpResponse:
         company=current_company(request),
         kind__in=IMPORT_KINDS,
     )
-    if _is_htmx(request):
-        return _progress(request, run)
-    return render(request, "staging/import_run.html", {"run": run, "erp_tab": "projects"})
+    return _progress(request, run)
 
 
 @company_required()

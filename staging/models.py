@@ -8,6 +8,7 @@ from django.utils import timezone
 
 from integrations.models import Company, QboCustomer
 from qbo_client.names import QBO_ID_MAX_LENGTH
+from staging import triggers as db_triggers
 
 # Between the fields of StagedProject.search_key (\x1f, the unit separator).
 SEARCH_KEY_SEPARATOR = "\x1f"
@@ -49,7 +50,7 @@ class StagedProject(models.Model):
     problems = models.JSONField(default=list, blank=True)
     deleted_in_linarc = models.BooleanField(default=False)
 
-    # The permanent mapping: set once, then refused by a database trigger (migration 0002).
+    # The permanent mapping: set once, then refused by a database trigger (Meta.triggers).
     # These three are empty on an imported row: their indexes (in Meta) hold only the rows
     # that have one, so a first import does not write an entry per row into each.
     qbo_customer = models.ForeignKey(
@@ -108,7 +109,8 @@ class StagedProject(models.Model):
     # The order of a company's Queued rows: interactive work (a retry, a hand-picked
     # selection) before bulk work, then oldest first (staging/sync/lanes.py).
     sync_priority = models.PositiveSmallIntegerField(default=1)
-    # Transient failures of this attempt so far; the row is Failed after SYNC_MAX_TRIES.
+    # Transient failures of this attempt so far; the row is Failed when integrations/retry.py's
+    # QBO_RETRY policy gives up.
     sync_tries = models.PositiveSmallIntegerField(default=0)
 
     created_at = models.DateTimeField(default=timezone.now)
@@ -186,6 +188,14 @@ class StagedProject(models.Model):
             models.Index(F("company"), F("end_date"), F("id"), name="staged_sort_end"),
         ]
         ordering = ["id"]
+        # PostgreSQL's, through django-pgtrigger; SQLite's equivalent is installed after
+        # every migrate (staging/triggers.py explains why).
+        triggers = [
+            db_triggers.permanent_customer_mapping,
+            db_triggers.status_count_insert,
+            db_triggers.status_count_update,
+            db_triggers.status_count_delete,
+        ]
 
     def __str__(self) -> str:
         return f"{self.number} {self.name}".strip()
@@ -194,7 +204,7 @@ class StagedProject(models.Model):
 class StatusCountDelta(models.Model):
     """A change in how many of a company's staged projects are in one status.
 
-    On PostgreSQL, statement-level triggers on the staged projects (migration 0005) write
+    On PostgreSQL, statement-level triggers on the staged projects (staging/triggers.py) write
     one row per (company, status) that a statement changed, in the same transaction, so the
     status chips sum a few rows instead of counting every project (100,000 rows cost
     10-60 ms per request). Insert-only, so concurrent writers never wait on each other; a

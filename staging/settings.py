@@ -56,6 +56,7 @@ INSTALLED_APPS = [
     "template_partials",
     "django_celery_beat",
     "axes",
+    "pgtrigger",
     "integrations",
     "staging",
 ]
@@ -71,6 +72,7 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "csp.middleware.CSPMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    "integrations.middleware.HtmxMessagesMiddleware",
     "integrations.middleware.CurrentCompanyMiddleware",
     # Last, as django-axes asks: it turns a lockout into the response of lockout_response.
     "axes.middleware.AxesMiddleware",
@@ -180,7 +182,7 @@ X_FRAME_OPTIONS = "DENY"
 # django-celery-beat's periodic-task form carries an inline script, which the policy blocks:
 # the crontab help is not rewritten as you pick a schedule (the read-only "crontab
 # translation" field shows instead) and the form still saves. The QBO connection page
-# adds the QuickBooks sign-in origin to form-action (integrations/qbo_views.py).
+# adds the QuickBooks sign-in origin to form-action (staging/qbo_views.py).
 CONTENT_SECURITY_POLICY = {
     "DIRECTIVES": {
         "default-src": ["'self'"],

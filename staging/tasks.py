@@ -6,9 +6,10 @@ import socket
 
 from celery import shared_task
 
-import staging.import_tasks
+import staging.imports.tasks
+import staging.qbo_tasks  # (registers the customer refresh with Celery)
 import staging.sync.tasks  # noqa: F401  (registers the sync tasks with Celery)
-from staging.services.imports import import_runs_expire_lost
+from staging.imports.runs import import_runs_expire_lost
 from staging.services.workers import worker_heartbeat_record
 
 

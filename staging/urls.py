@@ -9,7 +9,7 @@ from django.views.generic import RedirectView
 from integrations import urls as integration_urls
 from integrations import views as integration_views
 from integrations import webhook_views
-from staging import error_views, urls_imports, urls_projects, views
+from staging import error_views, urls_imports, urls_projects, urls_qbo, views
 
 
 def healthz(request: HttpRequest) -> HttpResponse:
@@ -22,6 +22,7 @@ portfolio_patterns = [
     path("integration/erp/", views.integration_home, name="erp"),
     *urls_projects.urlpatterns,
     *urls_imports.urlpatterns,
+    *urls_qbo.urlpatterns,
     *integration_urls.urlpatterns,
 ]
 

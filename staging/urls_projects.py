@@ -4,38 +4,39 @@ from __future__ import annotations
 
 from django.urls import URLPattern, path
 
-from staging import project_views as views
+from staging.project_views import drawers, listing, rows
 
 P = "integration/erp/projects/"
 
 urlpatterns: list[URLPattern] = [
-    path(P, views.projects_tab, name="projects"),
-    path(f"{P}rows/", views.project_rows, name="project_rows"),
-    path(f"{P}sync/", views.projects_sync, name="projects_sync"),
-    path(f"{P}sync/preview/", views.projects_sync_preview, name="projects_sync_preview"),
-    path(f"{P}retry-failed/", views.projects_retry_failed, name="projects_retry_failed"),
-    path(
-        f"{P}<int:pk>/customers/", views.project_customer_options, name="project_customer_options"
-    ),
-    path(f"{P}<int:pk>/map/", views.project_map_customer, name="project_map_customer"),
-    path(f"{P}<int:pk>/retry/", views.project_retry, name="project_retry"),
-    path(f"{P}<int:pk>/history/", views.project_history, name="project_history"),
-    path(f"{P}<int:pk>/history.csv", views.project_history_csv, name="project_history_csv"),
-    path(f"{P}<int:pk>/json/", views.project_json, name="project_json"),
-    path(f"{P}<int:pk>/manual-map/", views.project_manual_map, name="project_manual_map"),
+    # The list, its poll and the bulk actions
+    path(P, listing.projects_tab, name="projects"),
+    path(f"{P}rows/", listing.project_rows, name="project_rows"),
+    path(f"{P}sync/", listing.projects_sync, name="projects_sync"),
+    path(f"{P}sync/preview/", listing.projects_sync_preview, name="projects_sync_preview"),
+    path(f"{P}retry-failed/", listing.projects_retry_failed, name="projects_retry_failed"),
+    # One row: the QBO Customer picker, mapping, retry
+    path(f"{P}<int:pk>/customers/", rows.project_customer_options, name="project_customer_options"),
+    path(f"{P}<int:pk>/map/", rows.project_map_customer, name="project_map_customer"),
+    path(f"{P}<int:pk>/retry/", rows.project_retry, name="project_retry"),
+    # The drawers
+    path(f"{P}<int:pk>/history/", drawers.project_history, name="project_history"),
+    path(f"{P}<int:pk>/history.csv", drawers.project_history_csv, name="project_history_csv"),
+    path(f"{P}<int:pk>/json/", drawers.project_json, name="project_json"),
+    path(f"{P}<int:pk>/manual-map/", drawers.project_manual_map, name="project_manual_map"),
     path(
         f"{P}<int:pk>/manual-map/jobs/",
-        views.project_manual_map_jobs,
+        drawers.project_manual_map_jobs,
         name="project_manual_map_jobs",
     ),
     path(
         f"{P}<int:pk>/manual-map/preview/",
-        views.project_manual_map_preview,
+        drawers.project_manual_map_preview,
         name="project_manual_map_preview",
     ),
     path(
         f"{P}<int:pk>/manual-map/save/",
-        views.project_manual_map_save,
+        drawers.project_manual_map_save,
         name="project_manual_map_save",
     ),
 ]

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 
+from integrations.errors import Conflict
 from integrations.models import Company, LinarcConnection
 from linarc_client import LinarcClient, LinarcError, ProjectPage
 from netguard import same_destination
@@ -29,7 +30,7 @@ KEY_FOR_ANOTHER_URL = (
 )
 
 
-class LinarcNotConfigured(Exception):
+class LinarcNotConfigured(Conflict):
     """The company has no Linarc connection (or no API key) yet."""
 
     def __init__(self) -> None:

@@ -10,6 +10,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from integrations.errors import Conflict
 from integrations.models import Company, QboConnection, QboConnectionStatus
 from qbo_client.client import QboClient, RequestRecord
 from qbo_client.config import QboConfig
@@ -20,7 +21,7 @@ from qbo_client.tokens import TokenSet
 RECONNECT_REASON = "Reconnect QuickBooks: the connection was revoked or has expired."
 
 
-class QboNotConnected(Exception):
+class QboNotConnected(Conflict):
     """The company has no working QBO connection; a person must (re)connect."""
 
 
@@ -88,7 +89,8 @@ class DjangoTokenStore:
     """TokenStore on the QboConnection row (qbo_client.tokens.TokenStore).
 
     Refreshes run under SELECT … FOR UPDATE on the connection, so concurrent workers never
-    race a rotating refresh token (reference §9: a lost rotated token means invalid_grant);
+    race a rotating refresh token (a lost rotated token means invalid_grant, see
+    https://developer.intuit.com/app/developer/qbo/docs/develop/authentication-and-authorization/faq);
     the rotated token is stored in the same transaction as the refresh.
     """
 

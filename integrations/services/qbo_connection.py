@@ -2,29 +2,32 @@
 
 The OAuth code exchange and the revoke are the only QBO calls made inside a web request:
 both are the admin's own interactive step and answer in well under a second. Everything
-else (the customer refresh, every sync) runs in Celery workers.
+else (the customer refresh, every sync) runs in Celery workers. The refresh's progress is a
+staging Run, so staging starts it and keeps its run (staging.services.qbo_customer_refresh);
+the paging is here.
 """
 
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterable, MutableMapping
+from collections.abc import Callable, Iterable, MutableMapping
 from typing import Any
 
 from django.db import transaction
 from django.utils import timezone
 
+from integrations.actors import Actor, actor_user
+from integrations.errors import Refused
 from integrations.models import Company, QboConnection, QboConnectionStatus, QboCustomer
 from integrations.services.qbo import connection_store_tokens, qbo_client_for, qbo_config
 from qbo_client import oauth
 from qbo_client.client import QboCustomerData
 from qbo_client.errors import QboError
-from staging.models import Run, RunKind, RunState
 
 SESSION_STATE_KEY = "qbo_oauth_state"
 
 
-class ConnectError(Exception):
+class ConnectError(Refused):
     """The connect flow cannot finish; the message says why and what to do."""
 
 
@@ -46,7 +49,7 @@ def qbo_connect_start(*, company: Company, session: MutableMapping[str, Any]) ->
 def qbo_connect_finish(
     *,
     company: Company,
-    actor: Any,
+    actor: Actor,
     session: MutableMapping[str, Any],
     state: str,
     code: str,
@@ -80,7 +83,7 @@ def qbo_connect_finish(
         connection.realm_id = realm_id
         connection.environment = qbo_config().environment
         connection.status = QboConnectionStatus.CONNECTED
-        connection.connected_by = actor
+        connection.connected_by = actor_user(actor)
         connection.connected_at = timezone.now()
         connection.last_error = ""
         connection.save()
@@ -88,7 +91,7 @@ def qbo_connect_finish(
     return connection
 
 
-def qbo_disconnect(*, company: Company, actor: Any) -> str:
+def qbo_disconnect(*, company: Company, actor: Actor) -> str:
     """Revoke the tokens and forget them; mappings and the customer cache are kept."""
     connection = QboConnection.objects.filter(company=company).first()
     if connection is None or connection.status == QboConnectionStatus.DISCONNECTED:
@@ -109,17 +112,6 @@ def qbo_disconnect(*, company: Company, actor: Any) -> str:
     connection.status = QboConnectionStatus.DISCONNECTED
     connection.save()
     return message
-
-
-def customers_refresh_start(*, company: Company, actor: Any) -> Run:
-    from integrations.tasks import refresh_qbo_customers
-
-    with transaction.atomic():
-        run = Run.objects.create(
-            company=company, kind=RunKind.REFRESH_CUSTOMERS, started_by=actor or None
-        )
-        transaction.on_commit(lambda: refresh_qbo_customers.delay(run_id=run.pk))
-    return run
 
 
 def qbo_customers_upsert(*, company: Company, customers: Iterable[QboCustomerData]) -> None:
@@ -160,41 +152,32 @@ def qbo_customers_upsert(*, company: Company, customers: Iterable[QboCustomerDat
     )
 
 
-def qbo_customers_refresh(*, run_id: int) -> None:
-    """Page every QBO customer (inactive included) into the local cache, with progress."""
-    claimed = Run.objects.filter(pk=run_id, state=RunState.PENDING).update(
-        state=RunState.RUNNING, started_at=timezone.now()
-    )
-    if not claimed:
-        return  # re-delivered: the first delivery did (or is doing) the work
-    run = Run.objects.select_related("company").get(pk=run_id)
-    company = run.company
+def _ignore(count: int) -> None:
+    pass
+
+
+def qbo_customers_refresh_all(
+    *,
+    company: Company,
+    on_total: Callable[[int], object] = _ignore,
+    on_progress: Callable[[int], object] = _ignore,
+) -> int:
+    """Page every QBO customer (inactive included) into the company's cache and mark the
+    cached customers QBO no longer has as deleted; returns how many customers QBO has.
+
+    ``on_total`` hears QBO's count before the first page, ``on_progress`` the customers
+    stored so far after each page. A :class:`QboError` (or anything else) leaves the pages
+    already stored and nothing marked deleted.
+    """
     seen: set[str] = set()
-    try:
-        with qbo_client_for(company=company) as client:
-            total = client.query("SELECT COUNT(*) FROM Customer WHERE Active IN (true, false)")
-            count = int(total.get("totalCount", 0))
-            Run.objects.filter(pk=run.pk).update(total=count)
-            for page in client.iter_all_customers(include_inactive=True):
-                qbo_customers_upsert(company=company, customers=page)
-                seen.update(c.id for c in page)
-                Run.objects.filter(pk=run.pk).update(processed=len(seen))
-    except QboError as exc:
-        Run.objects.filter(pk=run.pk).update(
-            state=RunState.FAILED, error=exc.reason, finished_at=timezone.now()
-        )
-        return
-    except Exception as exc:  # the run must say it failed, whatever happened
-        Run.objects.filter(pk=run.pk).update(
-            state=RunState.FAILED, error=str(exc)[:500], finished_at=timezone.now()
-        )
-        raise
+    with qbo_client_for(company=company) as client:
+        total = client.query("SELECT COUNT(*) FROM Customer WHERE Active IN (true, false)")
+        on_total(int(total.get("totalCount", 0)))
+        for page in client.iter_all_customers(include_inactive=True):
+            qbo_customers_upsert(company=company, customers=page)
+            seen.update(c.id for c in page)
+            on_progress(len(seen))
     gone = QboCustomer.objects.filter(company=company).exclude(qbo_id__in=seen)
     gone.update(deleted_in_qbo=True)
     QboConnection.objects.filter(company=company).update(customers_refreshed_at=timezone.now())
-    Run.objects.filter(pk=run.pk).update(
-        state=RunState.DONE,
-        finished_at=timezone.now(),
-        counts={"customers": len(seen)},
-        processed=len(seen),
-    )
+    return len(seen)

@@ -17,9 +17,11 @@ from typing import Any
 from django.db import transaction
 from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
+from integrations.actors import Actor, actor_pk
+from integrations.errors import Refused
 from integrations.models import Company, LinarcConnection, SyncRules
 from integrations.services.linarc import KEY_FOR_ANOTHER_URL, linarc_stored_key_usable
-from staging.services.naming import projects_apply_naming_rule
+from integrations.signals import naming_rule_changed, send_counted
 
 logger = logging.getLogger(__name__)
 
@@ -29,7 +31,7 @@ MIN_PULL_MINUTES = 1
 MAX_PULL_MINUTES = 1440
 
 
-class SyncRulesError(ValueError):
+class SyncRulesError(Refused, ValueError):
     """A rule value that cannot be saved; the message is fit for the form. ``field`` names
     the form field it belongs to, ``None`` for the form as a whole."""
 
@@ -173,7 +175,7 @@ def sync_rules_update(
     auto_update: bool,
     pull_every_minutes: int,
     display_name_template: str,
-    actor: Any,
+    actor: Actor,
 ) -> SyncRulesSaved:
     """Save the Linarc connection and the sync rules, and keep the schedule in step. A new
     naming rule moves the Synced projects whose QBO name it changes to Needs Sync.
@@ -207,8 +209,14 @@ def sync_rules_update(
     rules, _ = SyncRules.objects.select_for_update().get_or_create(company=company)
     renamed = 0
     if display_name_template.strip() != rules.display_name_template:
-        renamed = projects_apply_naming_rule(
-            company=company, template=display_name_template.strip(), actor=actor
+        # Staging moves the Synced projects whose QBO name changes, in this transaction
+        # (staging.receivers), and says how many.
+        renamed = send_counted(
+            naming_rule_changed,
+            SyncRules,
+            company=company,
+            template=display_name_template.strip(),
+            actor=actor,
         )
     rules.auto_create = auto_create
     rules.auto_update = auto_update
@@ -220,7 +228,7 @@ def sync_rules_update(
         "Sync rules of company %s saved by %s (auto_create=%s, auto_update=%s, every %s min; "
         "%s synced project(s) renamed by the naming rule)",
         company.pk,
-        getattr(actor, "pk", None),
+        actor_pk(actor),
         auto_create,
         auto_update,
         pull_every_minutes,

@@ -20,11 +20,10 @@ from django.utils import timezone
 from integrations.models import Company, QboConnection, QboCustomer, WebhookEvent
 from integrations.services.qbo import QboNotConnected, qbo_client_for
 from integrations.services.qbo_connection import qbo_customers_upsert
+from integrations.signals import qbo_customer_gone, send_counted
 from qbo_client.client import QboClient, QboCustomerData
-from qbo_client.errors import QboError
+from qbo_client.errors import QboError, TransientError
 from qbo_client.names import escape_query_literal
-from staging.models import EventKind, StagedProject, SyncStatus
-from staging.services.events import events_record_bulk
 
 # Events claimed per run (the task comes again for the rest, so one realm's flood never
 # holds a worker process for long), customer ids per QBO query, and how long a claim keeps
@@ -38,12 +37,16 @@ NO_COMPANY = "No company is connected to this QuickBooks company."
 EntityKey = tuple[str, str]  # (entity, entity_id)
 
 
-def webhook_events_process(*, realm_id: str, claim_id: str | None = None) -> bool:
+def webhook_events_process(
+    *, realm_id: str, claim_id: str | None = None, final_try: bool = True
+) -> bool:
     """Apply the next batch of the realm's events, each customer once with its latest state;
     returns whether more events wait for another run.
 
-    ``claim_id`` names the run (the Celery task id): a re-delivered task takes back what it
-    had claimed, and finds nothing left once it is done.
+    ``claim_id`` names the run (the Celery task id): a re-delivered or retried task takes
+    back what it had claimed, and finds nothing left once it is done. Unless ``final_try``,
+    a transient QBO error while reading customers is raised (the events stay claimed and
+    unprocessed for the retry); on the final try it becomes the events' outcome.
     """
     claim_id = claim_id or uuid.uuid4().hex
     events = _events_claim(realm_id=realm_id, claim_id=claim_id)
@@ -51,7 +54,7 @@ def webhook_events_process(*, realm_id: str, claim_id: str | None = None) -> boo
         latest = _latest_per_entity(events)
         outcomes = dict.fromkeys(latest, NO_COMPANY)
         for connection in QboConnection.objects.filter(realm_id=realm_id).select_related("company"):
-            outcomes.update(_apply(connection, list(latest.values())))
+            outcomes.update(_apply(connection, list(latest.values()), final_try=final_try))
         _events_mark_processed(realm_id=realm_id, claim_id=claim_id, outcomes=outcomes)
     return _claimable(realm_id=realm_id, claim_id=claim_id).exists()
 
@@ -160,7 +163,9 @@ def _events_mark_processed(*, realm_id: str, claim_id: str, outcomes: dict[Entit
             ).update(processed_at=now, outcome=outcome)
 
 
-def _apply(connection: QboConnection, events: list[WebhookEvent]) -> dict[EntityKey, str]:
+def _apply(
+    connection: QboConnection, events: list[WebhookEvent], *, final_try: bool
+) -> dict[EntityKey, str]:
     """Refresh the cached customers; flag projects whose customer or job went away.
 
     ``events`` holds the latest event of each customer. Deletes and merges need no read;
@@ -171,6 +176,7 @@ def _apply(connection: QboConnection, events: list[WebhookEvent]) -> dict[Entity
     customers, read_failures = _customers_read(
         company=company,
         customer_ids=[e.entity_id for e in events if e.operation not in GONE_OPERATIONS],
+        final_try=final_try,
     )
     qbo_customers_upsert(company=company, customers=customers.values())
     outcomes: dict[EntityKey, str] = {}
@@ -187,11 +193,12 @@ def _apply(connection: QboConnection, events: list[WebhookEvent]) -> dict[Entity
 
 
 def _customers_read(
-    *, company: Company, customer_ids: list[str]
+    *, company: Company, customer_ids: list[str], final_try: bool
 ) -> tuple[dict[str, QboCustomerData], dict[str, str]]:
     """The customers QBO has among ``customer_ids`` by Id, and the ids that could not be
-    read with the reason. One query per 100 ids rather than a GET each: the realm's request
-    budget is shared with the sync."""
+    read with the reason (a transient error is raised instead unless ``final_try``). One
+    query per 100 ids rather than a GET each: the realm's request budget is shared with the
+    sync."""
     found: dict[str, QboCustomerData] = {}
     if not customer_ids:
         return found, {}
@@ -201,6 +208,8 @@ def _customers_read(
                 chunk = customer_ids[start : start + CUSTOMER_IDS_PER_QUERY]
                 found.update((c.id, c) for c in _customers_by_id(client, chunk))
     except (QboError, QboNotConnected) as exc:
+        if isinstance(exc, TransientError) and not final_try:
+            raise
         reason = exc.reason if isinstance(exc, QboError) else str(exc)
         return found, {i: reason for i in customer_ids if i not in found}
     return found, {}
@@ -219,30 +228,17 @@ def _customers_by_id(client: QboClient, customer_ids: list[str]) -> list[QboCust
 
 
 def _flag_gone(company: Company, event: WebhookEvent) -> str:
+    """Mark the cached customer gone; staging flags the projects mapped to it
+    (staging.receivers) and says how many."""
     QboCustomer.objects.filter(company=company, qbo_id=event.entity_id).update(
         deleted_in_qbo=True, active=False
     )
-    verb = {"Merge": "merged into another customer", "Delete": "deleted"}.get(
-        event.operation, "made inactive"
+    flagged = send_counted(
+        qbo_customer_gone,
+        QboCustomer,
+        company=company,
+        qbo_id=event.entity_id,
+        operation=event.operation,
+        webhook_event_id=event.pk,
     )
-    affected = StagedProject.objects.filter(company=company).exclude(
-        status=SyncStatus.QUEUED
-    ).filter(qbo_customer__qbo_id=event.entity_id) | StagedProject.objects.filter(
-        company=company, qbo_record_id=event.entity_id
-    ).exclude(status=SyncStatus.QUEUED)
-    projects = list(affected.only("pk", "company_id"))
-    reason = (
-        f"QBO customer {event.entity_id} was {verb} in QuickBooks. Link the project to an "
-        "existing record with Manual Mapping, or restore the customer in QuickBooks."
-    )
-    with transaction.atomic():
-        StagedProject.objects.filter(pk__in=[p.pk for p in projects]).update(
-            status=SyncStatus.NEEDS_ACTION, status_reason=reason, updated_at=timezone.now()
-        )
-        events_record_bulk(
-            projects=projects,
-            kind=EventKind.NEEDS_ACTION,
-            summary=reason,
-            details={"webhook_event": event.pk},
-        )
-    return f"Flagged {len(projects)} project(s)."
+    return f"Flagged {flagged} project(s)."

@@ -22,7 +22,9 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
+from integrations.errors import Refused
 from integrations.models import WebhookEvent
+from integrations.services.enqueue import enqueue
 
 # The work moved to its own module; callers of this one keep working.
 from integrations.services.webhook_processing import webhook_process as webhook_process
@@ -43,10 +45,19 @@ _CLOUD_OPERATIONS = {
 # recursion limit.
 MAX_NESTING = 32
 DEDUPE_KEY_LENGTH = 300  # WebhookEvent.dedupe_key
+PROCESS_QBO_WEBHOOKS = "integrations.process_qbo_webhooks"  # the task (integrations.tasks)
 
 
-class InvalidWebhook(Exception):
-    """Bad signature or unreadable payload (answered with 401 / 400)."""
+class InvalidWebhook(Refused):
+    """An unreadable payload (answered with 400)."""
+
+    status = 400
+
+
+class WebhookSignatureInvalid(InvalidWebhook):
+    """The body is not signed with this app's verifier token (answered with 401)."""
+
+    status = 401
 
 
 @dataclass(frozen=True)
@@ -179,9 +190,7 @@ def webhook_receive(*, body: bytes, signature: str, verifier_token: str) -> int:
     if not verifier_token or not signature_valid(
         body=body, signature=signature, verifier_token=verifier_token
     ):
-        raise InvalidWebhook("The intuit-signature header does not match.")
-    from integrations.tasks import process_qbo_webhooks
-
+        raise WebhookSignatureInvalid("The intuit-signature header does not match.")
     received_at = timezone.now()
     events: dict[str, WebhookEvent] = {}
     for note in parse_notifications(body):
@@ -211,5 +220,5 @@ def webhook_receive(*, body: bytes, signature: str, verifier_token: str) -> int:
         # A retry of this delivery arriving meanwhile may store some keys first: skip them.
         WebhookEvent.objects.bulk_create(new, ignore_conflicts=True)
         for realm_id in sorted({event.realm_id for event in new}):
-            transaction.on_commit(partial(process_qbo_webhooks.delay, realm_id=realm_id))
+            transaction.on_commit(partial(enqueue, PROCESS_QBO_WEBHOOKS, realm_id=realm_id))
     return len(new)

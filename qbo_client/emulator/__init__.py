@@ -1,8 +1,9 @@
 """A local QuickBooks Online emulator (OAuth 2.0 + Accounting API v3 subset).
 
 Framework-free: stdlib only, so it runs under tests, benchmarks and ``make run`` alike.
-The protocol facts it reproduces come from ``/work/shared/reference/qbo-api.md``; see
-``docs/emulators/qbo.md`` for the CLI, the Python API and the control API.
+The protocol facts it reproduces come from Intuit's developer documentation and from the two
+client libraries (python-quickbooks, intuit-oauth); each module cites its sources, and
+``docs/emulators/qbo.md`` lists them with the CLI, the Python API and the control API.
 
     from qbo_client.emulator import QboEmulator
 

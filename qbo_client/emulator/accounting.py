@@ -1,8 +1,24 @@
 """Accounting API operations on one company: create, update, read, query, batch and CDC.
 
 Every function here runs with ``EmulatorState.lock`` held by the caller and raises
-:class:`~qbo_client.emulator.errors.QboFault` for business-rule violations. Section numbers
-refer to ``/work/shared/reference/qbo-api.md``.
+:class:`~qbo_client.emulator.errors.QboFault` for business-rule violations. Each rule cites
+its public source by the short names listed under Sources.
+
+Sources:
+[customer] Intuit, Customer entity:
+    https://developer.intuit.com/app/developer/qbo/docs/api/accounting/all-entities/customer
+[queries] Intuit, data queries:
+    https://developer.intuit.com/app/developer/qbo/docs/learn/explore-the-quickbooks-online-api/data-queries
+[limits] Intuit, limits and throttles:
+    https://developer.intuit.com/app/developer/qbo/docs/learn/limits-and-throttles
+[batch] Intuit, batch:
+    https://developer.intuit.com/app/developer/qbo/docs/api/accounting/all-entities/batch
+[requestid] Intuit developer blog, Request ID:
+    https://blogs.intuit.com/2015/04/06/15346/
+[cdc] Intuit, change data capture:
+    https://developer.intuit.com/app/developer/qbo/docs/learn/explore-the-quickbooks-online-api/change-data-capture
+[python-quickbooks] python-quickbooks 0.9.12:
+    https://github.com/ej2/python-quickbooks
 """
 
 from __future__ import annotations
@@ -19,10 +35,10 @@ from qbo_client.emulator.state import BatchView, Company, EntityView
 
 JsonDict = dict[str, Any]
 
-MAX_BATCH_ITEMS = 30  # reference §5/§6
-MAX_NESTING_LEVEL = 4  # Levels 0-4 (reference §2.2)
-MAX_REQUEST_ID_LENGTH = 50  # reference §7
-CDC_WINDOW = timedelta(days=30)  # reference §10.5
+MAX_BATCH_ITEMS = 30  # [limits]/[batch]
+MAX_NESTING_LEVEL = 4  # Levels 0-4 ([customer])
+MAX_REQUEST_ID_LENGTH = 50  # [requestid]
+CDC_WINDOW = timedelta(days=30)  # [cdc]
 CDC_MAX_OBJECTS = 1000
 HOME_CURRENCY = {"value": "USD", "name": "United States Dollar"}
 
@@ -40,11 +56,11 @@ def save_entity(
     batch: BatchView | None = None,
     operation: str | None = None,
 ) -> JsonDict:
-    """``POST /{entity}``: create when there is no Id, update otherwise (reference §1)."""
+    """``POST /{entity}``: create when there is no Id, update otherwise ([customer])."""
     if not isinstance(body, dict):
         raise errors.invalid_property(spec.name, "must be a JSON object")
     if operation == "delete":
-        # Name-list entities cannot be deleted; deactivate them instead (reference §2.7).
+        # Name-list entities cannot be deleted; deactivate them instead ([customer]).
         raise errors.unsupported_operation("Operation Delete is not supported.")
     entity_id = body.get("Id")
     if operation == "update" or (operation is None and entity_id not in (None, "")):
@@ -87,7 +103,7 @@ def create_entity(
             entity["CurrencyRef"] = dict(HOME_CURRENCY)
     if spec is CUSTOMER:
         entity["BalanceWithJobs"] = balance
-        entity["IsProject"] = False  # v3 cannot create native Projects (reference §2.4)
+        entity["IsProject"] = False  # v3 cannot create native Projects ([customer])
         entity.setdefault("PreferredDeliveryMethod", "Print")
     entity.setdefault("PrintOnCheckName", _default_print_name(spec, entity))
     _assign_address_ids(company, spec, entity, current=None)
@@ -115,7 +131,7 @@ def update_entity(
     if not entity_id:
         raise errors.required_param_missing("Id")
     current = company.get(spec.name, entity_id)
-    # Inside a batch an entity created by an earlier item does not exist yet (reference §6).
+    # Inside a batch an entity created by an earlier item does not exist yet ([batch]).
     if current is None or view.get(spec.name, entity_id) is None:
         raise errors.object_not_found(
             f"Object Not Found : Something you're trying to use has been made inactive or "
@@ -140,7 +156,7 @@ def update_entity(
     _check_unique(company, entity["DisplayName"], exclude=(spec.name, entity_id))
     deactivating = current.get("Active", True) and entity.get("Active") is False
     if deactivating and _number(current.get("BalanceWithJobs", current.get("Balance", 0)), ""):
-        # Message from quickbooks-ruby #390; the code is unverified (reference §2.7).
+        # Message from ruckus/quickbooks-ruby issue 390; the code is unverified ([customer]).
         raise errors.QboFault(
             "6000",
             "Delete List Has Balance Error",
@@ -151,7 +167,7 @@ def update_entity(
 
     entity["SyncToken"] = str(int(current["SyncToken"]) + 1)
     entity["domain"] = "QBO"
-    entity["sparse"] = False  # responses always say false (reference §2.6)
+    entity["sparse"] = False  # responses always say false ([customer])
     _assign_address_ids(company, spec, entity, current=current)
     entity["MetaData"] = {
         "CreateTime": current["MetaData"]["CreateTime"],
@@ -166,14 +182,14 @@ def update_entity(
         ) != current.get("Level"):
             _refresh_descendants(company, batch, entity)
         if deactivating:
-            # The UI inactivates sub-customers with their parent (reference §2.7); the API
+            # The UI inactivates sub-customers with their parent ([customer]); the API
             # cascade is unverified but assumed here so clients handle inactive jobs.
             _deactivate_descendants(company, batch, entity_id, now)
     return copy.deepcopy(entity)
 
 
 def _full_replace(spec: EntitySpec, current: JsonDict, body: Mapping[str, Any]) -> JsonDict:
-    """Full update: writable fields missing from the body are cleared (reference §2.6)."""
+    """Full update: writable fields missing from the body are cleared ([customer])."""
     entity: JsonDict = {
         k: v for k, v in rules.clean(dict(body)).items() if k not in rules.SYSTEM_FIELDS
     }
@@ -192,14 +208,15 @@ def _full_replace(spec: EntitySpec, current: JsonDict, body: Mapping[str, Any]) 
 
 
 def _sparse_merge(spec: EntitySpec, current: JsonDict, body: Mapping[str, Any]) -> JsonDict:
-    """Sparse update: only the fields sent change; ``""``/null clears a field (§2.6, §11)."""
+    """Sparse update: only the fields sent change; ``""``/null clears a field ([customer],
+    [python-quickbooks])."""
     entity = copy.deepcopy(current)
     for key, raw in body.items():
         if key in rules.SYSTEM_FIELDS or key in spec.create_only:
             continue
         value = rules.clean(raw)
         if value is None or value == "" or value == {}:
-            # DisplayName and PrintOnCheckName cannot be removed (reference §2.1).
+            # DisplayName and PrintOnCheckName cannot be removed ([customer]).
             if key not in ("DisplayName", "PrintOnCheckName"):
                 entity.pop(key, None)
             continue
@@ -213,7 +230,7 @@ def _coerce_booleans(spec: EntitySpec, entity: JsonDict) -> None:
 
 
 def _finish_names(spec: EntitySpec, entity: JsonDict, *, current: JsonDict | None) -> None:
-    """Trim DisplayName; derive it from the name parts when absent (reference §2.1)."""
+    """Trim DisplayName; derive it from the name parts when absent ([customer])."""
     display_name = entity.get("DisplayName")
     if isinstance(display_name, str) and display_name.strip():
         entity["DisplayName"] = display_name.strip()
@@ -236,14 +253,14 @@ def _finish_names(spec: EntitySpec, entity: JsonDict, *, current: JsonDict | Non
 
 
 def _default_print_name(spec: EntitySpec, entity: Mapping[str, Any]) -> str:
-    # In Intuit's sample PrintOnCheckName takes CompanyName (reference §2.5).
+    # In Intuit's sample PrintOnCheckName takes CompanyName ([customer]).
     name = str(entity.get("CompanyName") or entity["DisplayName"])
     return name[: spec.string_limits.get("PrintOnCheckName", 110)]
 
 
 def _check_unique(company: Company, display_name: str, *, exclude: tuple[str, str] | None) -> None:
     """DisplayName is unique across Customer, Vendor and Employee, inactive included; the
-    emulator compares trimmed and case-insensitively (reference §2.2, case rule unverified)."""
+    emulator compares trimmed and case-insensitively ([customer], case rule unverified)."""
     holder = company.name_holder(display_name)
     if holder is not None and holder != exclude:
         raise errors.duplicate_name()
@@ -252,7 +269,7 @@ def _check_unique(company: Company, display_name: str, *, exclude: tuple[str, st
 def _apply_hierarchy(
     company: Company, view: EntityView, entity: JsonDict, *, current: JsonDict | None
 ) -> None:
-    """Job/ParentRef rules and the derived Level and FullyQualifiedName (reference §2.3)."""
+    """Job/ParentRef rules and the derived Level and FullyQualifiedName ([customer])."""
     parent_ref = entity.get("ParentRef")
     if parent_ref is not None and not isinstance(parent_ref, dict):
         raise errors.invalid_property("ParentRef", "must be an object with a value")
@@ -273,7 +290,7 @@ def _apply_hierarchy(
     if parent is None:
         raise errors.invalid_reference("ParentRef", parent_id)
     if parent.get("Active") is False and entity.get("Active", True):
-        # "An inactive parent probably gives 610" (reference §2.3, unverified).
+        # "An inactive parent probably gives 610" ([customer], unverified).
         raise errors.object_not_found(element="ParentRef")
     moved = current is None or current.get("ParentRef", {}).get("value") != parent_id
     if current is not None and moved:
@@ -288,7 +305,7 @@ def _apply_hierarchy(
     level = int(parent.get("Level", 0)) + 1
     depth_below = _subtree_depth(company, current["Id"]) if current is not None and moved else 0
     if level + depth_below > MAX_NESTING_LEVEL:
-        # Code for nesting too deep is unverified (reference §2.2); 6000 is the generic one.
+        # Code for nesting too deep is unverified ([customer]); 6000 is the generic one.
         raise errors.business_validation(
             f"Sub-customers can be nested only {MAX_NESTING_LEVEL} levels below a top-level "
             "customer.",
@@ -349,7 +366,7 @@ def _add_balance_to_ancestors(
 def _assign_address_ids(
     company: Company, spec: EntitySpec, entity: JsonDict, *, current: JsonDict | None
 ) -> None:
-    """The server gives each address an Id (reference §2.5); an address keeps its Id."""
+    """The server gives each address an Id ([customer]); an address keeps its Id."""
     for field_name in spec.address_fields:
         address = entity.get(field_name)
         if not isinstance(address, dict):
@@ -379,7 +396,8 @@ def _number(value: Any, element: str) -> float:
 def read_entity(view: EntityView, spec: EntitySpec, entity_id: str) -> JsonDict:
     entity = view.get(spec.name, entity_id)
     if entity is None:
-        # The code for an unknown Id is unverified; 610 maps to ObjectNotFoundException (§2.6).
+        # The code for an unknown Id is unverified; 610 maps to ObjectNotFoundException
+        # ([customer]).
         raise errors.object_not_found(
             f"Object Not Found : Something you're trying to use has been made inactive or "
             f"does not exist. ({spec.name} Id {entity_id})"
@@ -422,7 +440,7 @@ _COMPANY_INFO_FIELDS = frozenset(
 
 
 def run_query(company: Company, view: EntityView, statement: str) -> JsonDict:
-    """Returns the ``QueryResponse`` object for a statement (reference §3)."""
+    """Returns the ``QueryResponse`` object for a statement ([queries])."""
     parsed = query.parse(statement)
     if parsed.entity in query.KNOWN_EMPTY_ENTITIES:
         return {"totalCount": 0} if parsed.count else {}
@@ -479,7 +497,7 @@ def run_cdc(
     changed_since: str | None,
     now: datetime,
 ) -> list[JsonDict]:
-    """``GET /cdc``: entities changed since a moment within the last 30 days (§10.5)."""
+    """``GET /cdc``: entities changed since a moment within the last 30 days ([cdc])."""
     names = [n.strip() for n in (entities or "").split(",") if n.strip()]
     if not names:
         raise errors.required_param_missing("entities")
@@ -525,7 +543,7 @@ def run_cdc(
 def run_batch(
     company: Company, body: Any, now: datetime, *, request_id: str | None
 ) -> list[JsonDict]:
-    """``POST /batch``: ≤ 30 items, each with its own result or Fault (reference §6)."""
+    """``POST /batch``: ≤ 30 items, each with its own result or Fault ([batch])."""
     if not isinstance(body, dict) or not isinstance(body.get("BatchItemRequest"), list):
         raise errors.required_param_missing("BatchItemRequest")
     items = body["BatchItemRequest"]
@@ -553,7 +571,7 @@ def run_batch(
         try:
             if request_id and len(request_id) + len(bid) > MAX_REQUEST_ID_LENGTH:
                 # Each item's id is requestid + bId and must fit in 50 characters: Intuit's
-                # Java SDK #180 shows this 6000 on every item (reference §6, §7).
+                # Java SDK #180 shows this 6000 on every item ([batch], [requestid]).
                 combined = request_id + bid
                 raise errors.business_validation(
                     "You cannot enter more than 50 characters in the request_id field. You "

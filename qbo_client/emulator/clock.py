@@ -3,6 +3,10 @@
 Advancing the clock (control API ``POST /__emulator__/clock``) is how tests expire access
 tokens (3600 s), refresh tokens (100 days) and rotation grace periods without waiting.
 Throttle windows deliberately use the real monotonic clock instead (see ``throttle.py``).
+
+Sources:
+[customer] Intuit, Customer entity:
+    https://developer.intuit.com/app/developer/qbo/docs/api/accounting/all-entities/customer
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ import threading
 import time
 from datetime import date, datetime, timedelta, timezone
 
-# The reference's examples carry the company's local offset (-07:00, reference §1). A fixed
+# Intuit's examples carry the company's local offset (-07:00, [customer]). A fixed
 # offset keeps timestamps deterministic; real companies follow their own time zone and DST.
 COMPANY_TZ = timezone(timedelta(hours=-7))
 
@@ -50,7 +54,7 @@ class Clock:
 
 
 def iso_seconds(moment: datetime) -> str:
-    """``2025-03-14T09:26:41-07:00``: the MetaData timestamp format (reference §2.5)."""
+    """``2025-03-14T09:26:41-07:00``: the MetaData timestamp format ([customer])."""
     return moment.astimezone(COMPANY_TZ).isoformat(timespec="seconds")
 
 

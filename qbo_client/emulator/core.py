@@ -7,6 +7,16 @@ control API (``/__emulator__/…``). All entity and token state sits behind ``se
 API request pipeline (the order matters and mirrors the real service's layers):
 gateway authentication (401/403) → throttling (429) → injected latency → injected faults →
 ``requestid`` replay → business logic → store the response for replay.
+
+Sources:
+[errors] Intuit, error codes:
+    https://developer.intuit.com/app/developer/qbo/docs/develop/troubleshooting/error-codes
+[limits] Intuit, limits and throttles:
+    https://developer.intuit.com/app/developer/qbo/docs/learn/limits-and-throttles
+[requestid] Intuit developer blog, Request ID:
+    https://blogs.intuit.com/2015/04/06/15346/
+[oauth] Intuit, OAuth 2.0:
+    https://developer.intuit.com/app/developer/qbo/docs/develop/authentication-and-authorization/oauth-2.0
 """
 
 from __future__ import annotations
@@ -391,7 +401,7 @@ class EmulatorCore:
                 scope=" ".join(scopes),
                 now=self.clock.time(),
             )
-        # The callback brings code, state and realmId (reference §9 "Flow").
+        # The callback brings code, state and realmId ([oauth]).
         return oauth.redirect_with(redirect_uri, {"code": code, **extra, "realmId": realm_id})
 
     def _client_ok(self, request: HttpRequest) -> bool:
@@ -475,7 +485,7 @@ class EmulatorCore:
         route = _classify(request, rest)
         epoch_ms = int(self.clock.time() * 1000)
 
-        # 1. Gateway authentication (reference §4.2): lower-case fault, 401 / 403.
+        # 1. Gateway authentication ([errors]): lower-case fault, 401 / 403.
         token = oauth.bearer_token(request.header("Authorization"))
         with self.lock:
             grant, reason = self.tokens.check_access(token, self.clock.time())
@@ -490,7 +500,7 @@ class EmulatorCore:
             )
             return json_response(403, body), route.key
 
-        # 2. Throttling (reference §5).
+        # 2. Throttling ([limits]).
         verdict = self.throttle.acquire(realm_id, is_batch=route.is_batch)
         if verdict is not None:
             response = self._throttled(xml=self.throttle_xml)
@@ -527,7 +537,7 @@ class EmulatorCore:
             company = self.companies[realm_id]
             now = self.clock.now()
             if request_id and request_id in company.replay:
-                # Same requestid in the same realm: the first response, unchanged (§7).
+                # Same requestid in the same realm: the first response, unchanged ([requestid]).
                 stored = company.replay[request_id]
                 response = HttpResponse(
                     stored.status, stored.body.encode("utf-8"), stored.content_type
@@ -538,7 +548,7 @@ class EmulatorCore:
             try:
                 if request_id and len(request_id) > accounting.MAX_REQUEST_ID_LENGTH:
                     cacheable = False
-                    # Wording from Intuit's Java SDK #180 (reference §7: at most 50).
+                    # Wording from Intuit's Java SDK #180 ([requestid]: at most 50).
                     raise errors.business_validation(
                         "You cannot enter more than 50 characters in the request_id field. "
                         f"You tried entering {request_id[:10]}..., which is "
@@ -564,7 +574,7 @@ class EmulatorCore:
         self, company: Company, route: ApiRoute, request: HttpRequest, now: Any
     ) -> JsonDict:
         if route.body_error == "is not UTF-8":
-            # A non-UTF-8 body is an "Unsupported Operation" (reference §4.5).
+            # A non-UTF-8 body is an "Unsupported Operation" ([errors]).
             raise errors.unsupported_operation("The request body is not valid UTF-8.")
         if route.body_error is not None:
             raise errors.invalid_property("body", route.body_error)

@@ -1,12 +1,20 @@
-"""Error bodies in the exact shapes QBO uses (reference §4).
+"""Error bodies in the exact shapes QBO uses ([errors]).
 
 Three families:
 
 * the service fault (capitalised ``Fault``/``Error``/``Message``/``Detail``/``code``/``element``
-  plus a top-level ``time``), raised by business rules as :class:`QboFault` (§4.1);
+  plus a top-level ``time``), raised by business rules as :class:`QboFault` ([errors]);
 * the gateway fault (lower-case keys, epoch-millisecond ``time``) for authentication,
-  authorisation and throttling failures (§4.2);
-* the XML ``IntuitResponse`` fault (§4.3) and plain HTML bodies that proxies return on 5xx.
+  authorisation and throttling failures ([errors]);
+* the XML ``IntuitResponse`` fault ([errors]) and plain HTML bodies that proxies return on 5xx.
+
+Sources:
+[customer] Intuit, Customer entity:
+    https://developer.intuit.com/app/developer/qbo/docs/api/accounting/all-entities/customer
+[errors] Intuit, error codes:
+    https://developer.intuit.com/app/developer/qbo/docs/develop/troubleshooting/error-codes
+[python-quickbooks] python-quickbooks 0.9.12:
+    https://github.com/ej2/python-quickbooks
 """
 
 from __future__ import annotations
@@ -26,10 +34,10 @@ INACTIVE_DETAIL = (
 
 
 class QboFault(Exception):
-    """A service fault: one ``Error`` entry inside ``{"Fault": {...}}`` (reference §4.1).
+    """A service fault: one ``Error`` entry inside ``{"Fault": {...}}`` ([errors]).
 
     ``code`` is a string on the wire; python-quickbooks converts it with ``int()`` and maps
-    ranges to exception classes (reference §11), so every code here must be numeric.
+    ranges to exception classes ([python-quickbooks]), so every code here must be numeric.
     """
 
     def __init__(
@@ -68,16 +76,17 @@ def service_fault_body(fault: QboFault, time_text: str) -> JsonDict:
     return {"Fault": fault.as_fault(), "time": time_text}
 
 
-# --- business-rule faults (codes from reference §4.5; unverified ones noted in the docs) ---
+# --- business-rule faults (codes from [errors]; unverified ones noted in the docs) ---
 
 
 def unsupported_operation(detail: str) -> QboFault:
-    # Code 500 with HTTP 400: bad path, non-UTF-8 body, or delete on Customer (§2.7, §4.5).
+    # Code 500 with HTTP 400: bad path, non-UTF-8 body, or delete on Customer ([customer],
+    # [errors]).
     return QboFault("500", "Unsupported Operation", detail)
 
 
 def object_not_found(detail: str = INACTIVE_DETAIL, *, element: str = "") -> QboFault:
-    # 610 is documented for missing or inactive references (§2.6, §4.5).
+    # 610 is documented for missing or inactive references ([customer], [errors]).
     return QboFault("610", "Object Not Found", detail, element=element)
 
 
@@ -100,7 +109,7 @@ def required_param_missing(element: str, detail: str | None = None) -> QboFault:
 
 
 def string_length(element: str, maximum: int, supplied: int) -> QboFault:
-    # The Detail gives min, max and supplied length (§4.5).
+    # The Detail gives min, max and supplied length ([errors]).
     return QboFault(
         "2050",
         "String length is either shorter or longer than supported by specification",
@@ -130,7 +139,7 @@ def invalid_reference(element: str, value: str) -> QboFault:
 
 
 def stale_object() -> QboFault:
-    # HTTP 400, code 5010; the Detail names whoever saved first (§2.6).
+    # HTTP 400, code 5010; the Detail names whoever saved first ([customer]).
     return QboFault(
         "5010",
         "Stale Object Error",
@@ -146,7 +155,7 @@ def business_validation(detail: str, *, element: str = "") -> QboFault:
 
 
 def parent_ref_required() -> QboFault:
-    # "ParentRef Required Error" as python-quickbooks users report it (#139, reference §2.3).
+    # "ParentRef Required Error" as python-quickbooks users report it (#139, [customer]).
     return QboFault(
         "6150",
         "ParentRef Required Error",
@@ -156,7 +165,7 @@ def parent_ref_required() -> QboFault:
 
 
 def duplicate_name() -> QboFault:
-    # The Detail wording varies in production (§4.5); clients must match on code 6240 only.
+    # The Detail wording varies in production ([errors]); clients must match on code 6240 only.
     return QboFault(
         "6240",
         "Duplicate Name Exists Error",
@@ -173,7 +182,7 @@ def query_validation_error(detail: str) -> QboFault:
     return QboFault("4001", "Invalid query", f"QueryValidationError: {detail}")
 
 
-# --- gateway faults (§4.2) ---
+# --- gateway faults ([errors]) ---
 
 
 def gateway_fault_body(
@@ -242,7 +251,7 @@ def xml_fault_body(
     time_text: str,
     element: str | None = None,
 ) -> str:
-    """``<IntuitResponse>`` fault (§4.3): throttling often comes back like this."""
+    """``<IntuitResponse>`` fault ([errors]): throttling often comes back like this."""
     element_attr = f" element={quoteattr(element)}" if element is not None else ""
     return (
         '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
@@ -272,7 +281,7 @@ _REASONS = {
 
 
 def html_error_page(status: int) -> str:
-    """An HTML body like the ones proxies put in front of QBO return on 5xx (§4.3)."""
+    """An HTML body like the ones proxies put in front of QBO return on 5xx ([errors])."""
     reason = _REASONS.get(status, "Error")
     return (
         '<!DOCTYPE HTML PUBLIC "-//IETF//DTD HTML 2.0//EN">\n'

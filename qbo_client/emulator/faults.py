@@ -4,7 +4,7 @@ A rule matches on any of ``method``, ``path`` (substring), ``entity``, ``operati
 ``realm_id``; unspecified criteria match everything. Kinds:
 
 * ``"500"``, ``"502"``, ``"503"``, ``"504"``: that status with an HTML body (proxies do this,
-  reference §4.3); nothing is executed.
+  [errors]); nothing is executed.
 * ``"429"`` / ``"429_xml"``: a throttling fault (code 3001) as lower-case JSON or as XML.
 * ``"401"``: the gateway's 3200 authentication fault, as if the token had just expired.
 * ``"fault"``: a service fault with the given ``status``, ``code``, ``message``, ``detail``.
@@ -12,8 +12,14 @@ A rule matches on any of ``method``, ``path`` (substring), ``entity``, ``operati
   (``then="close"``, the default) or answer normally (``then="answer"``); with
   ``commit=true`` (implied by ``then="answer"``) the request is executed before the wait.
 * ``"lost_response"``: execute (commit) the request, then drop the connection unanswered;
-  a retry with the same ``requestid`` is replayed from the stored response (§7).
+  a retry with the same ``requestid`` is replayed from the stored response ([requestid]).
 * ``"latency"``: wait ``ms`` milliseconds, then handle the request normally.
+
+Sources:
+[errors] Intuit, error codes:
+    https://developer.intuit.com/app/developer/qbo/docs/develop/troubleshooting/error-codes
+[requestid] Intuit developer blog, Request ID:
+    https://blogs.intuit.com/2015/04/06/15346/
 """
 
 from __future__ import annotations

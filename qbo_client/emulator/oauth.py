@@ -1,4 +1,4 @@
-"""OAuth 2.0 as intuit-oauth 1.2.6 speaks it (reference §9, §12).
+"""OAuth 2.0 as intuit-oauth 1.2.6 speaks it ([oauth], [intuit-oauth]).
 
 * Discovery document with the six keys intuit-oauth reads.
 * Authorize endpoint: redirects at once to ``redirect_uri?code&state&realmId`` or, with the
@@ -8,6 +8,12 @@
   it against ``jwks_uri``). Refresh tokens rotate on every refresh; the previous one keeps
   working for a grace period (24 h in production, configurable), then ``invalid_grant``.
 * Revoke endpoint: JSON body ``{"token": ...}``; revoking either token ends the whole grant.
+
+Sources:
+[oauth] Intuit, OAuth 2.0:
+    https://developer.intuit.com/app/developer/qbo/docs/develop/authentication-and-authorization/oauth-2.0
+[intuit-oauth] intuit-oauth 1.2.6:
+    https://github.com/intuit/oauth-pythonclient
 """
 
 from __future__ import annotations
@@ -26,10 +32,10 @@ from qbo_client.emulator.wire import HttpRequest, HttpResponse, html_response, j
 JsonDict = dict[str, Any]
 
 ACCESS_TOKEN_SECONDS = 3600
-REFRESH_TOKEN_SECONDS = 8_726_400  # ~101 days, as in the reference's sample response (§9)
-HARD_EXPIRY_SECONDS = 5 * 365 * 86_400  # the 5-year cap (§9 "Lifetimes")
+REFRESH_TOKEN_SECONDS = 8_726_400  # ~101 days, as in Intuit's sample response ([oauth])
+HARD_EXPIRY_SECONDS = 5 * 365 * 86_400  # the 5-year cap ([oauth])
 AUTH_CODE_SECONDS = 300  # Intuit's code lifetime is not in the reference; 5 minutes here
-DEFAULT_REFRESH_GRACE_SECONDS = 86_400  # "earlier ones stop working about 24 h after" (§9)
+DEFAULT_REFRESH_GRACE_SECONDS = 86_400  # "earlier ones stop working about 24 h after" ([oauth])
 ACCOUNTING_SCOPE = "com.intuit.quickbooks.accounting"
 KNOWN_SCOPES = frozenset(
     {
@@ -108,7 +114,7 @@ class OAuthError(Exception):
         self.description = description
 
     def body(self) -> JsonDict:
-        # A rotated or bad refresh token gives 400 b'{"error":"invalid_grant"}' (§12).
+        # A rotated or bad refresh token gives 400 b'{"error":"invalid_grant"}' ([intuit-oauth]).
         payload: JsonDict = {"error": self.error}
         if self.description:
             payload["error_description"] = self.description
@@ -179,7 +185,7 @@ class TokenStore:
         ):
             raise OAuthError(400, "invalid_grant")
         # Rotate on every refresh: every older token of the grant that is still current
-        # starts its grace period now (§9 "Rotation").
+        # starts its grace period now ([oauth]).
         for other in self.refresh_tokens.values():
             if other.grant_id == grant.grant_id and other.superseded_at is None:
                 other.superseded_at = now
@@ -305,7 +311,7 @@ def bearer_token(header: str | None) -> str | None:
 
 
 def discovery_document(base_url: str) -> JsonDict:
-    """The keys intuit-oauth reads (§9), plus a few standard ones for other clients."""
+    """The keys intuit-oauth reads ([oauth]), plus a few standard ones for other clients."""
     return {
         "issuer": f"{base_url}/op/v1",
         "authorization_endpoint": f"{base_url}{AUTHORIZE_PATH}",

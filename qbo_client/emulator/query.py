@@ -1,4 +1,4 @@
-"""The QBO query language subset (reference §3): tokenizer, parser and evaluator.
+"""The QBO query language subset ([queries]): tokenizer, parser and evaluator.
 
 Grammar::
 
@@ -12,7 +12,11 @@ Grammar::
 
 Keywords are case-insensitive, entity names are case-sensitive. Literals are single-quoted
 with ``\\'`` and ``\\\\`` escapes, or bare numbers/booleans. Smart punctuation anywhere is a
-lexical error, as production raises (reference §3, "Smart punctuation").
+lexical error, as production raises ([queries]).
+
+Sources:
+[queries] Intuit, data queries:
+    https://developer.intuit.com/app/developer/qbo/docs/learn/explore-the-quickbooks-online-api/data-queries
 """
 
 from __future__ import annotations
@@ -71,7 +75,7 @@ KNOWN_EMPTY_ENTITIES = frozenset(
 )
 QUERYABLE_ENTITIES = frozenset({*NAME_ENTITY_SPECS, "CompanyInfo"})
 
-# Curly quotes, low quotes, en and em dashes (reference §3 "Smart punctuation").
+# Curly quotes, low quotes, en and em dashes ([queries]).
 _SMART_PUNCTUATION = frozenset("\u2018\u2019\u201a\u201b\u201c\u201d\u201e\u2013\u2014")
 _KEYWORDS = frozenset(
     {
@@ -264,7 +268,7 @@ class _Parser:
         elif self.current.kind == "PUNCT" and self.current.value == "*":
             self.advance()
         else:
-            # Projections are not supported by this emulator (reference §3: "no projections").
+            # Projections are not supported by this emulator ([queries] lists none).
             raise self.fail(['"*"', '"count"'])
         self.expect_keyword("FROM")
         if self.current.kind != "IDENT":
@@ -293,7 +297,7 @@ class _Parser:
             if word == "STARTPOSITION":
                 query.start_position = max(1, number)
             else:
-                # Larger values are capped at 1000 (reference §3; whether production errors
+                # Larger values are capped at 1000 ([queries]; whether production errors
                 # instead is unverified).
                 query.max_results = max(0, min(number, MAX_MAX_RESULTS))
         if self.current.kind != "EOF":
@@ -402,7 +406,7 @@ def _sort_key(prop: str, value: Any) -> tuple[int, Any]:
             return (1, 0.0)
     if isinstance(value, bool):
         return (1, int(value))
-    # String comparisons ignore case, like SQL Server's default collation (unverified §3).
+    # String comparisons ignore case, like SQL Server's default collation (unverified; [queries]).
     return (1, str(value).casefold())
 
 
@@ -438,7 +442,7 @@ def _literal_keys(prop: str, literals: tuple[Any, ...]) -> frozenset[tuple[int, 
 
 
 def _like_regex(pattern: str) -> re.Pattern[str]:
-    # Only % is a wildcard (reference §3).
+    # Only % is a wildcard ([queries]).
     parts = [re.escape(p) for p in pattern.split("%")]
     return re.compile("^" + ".*".join(parts) + "$", re.IGNORECASE | re.DOTALL)
 
@@ -482,7 +486,7 @@ def execute(query: Query, entities: Iterable[JsonDict], *, has_active: bool) -> 
     """Run a parsed query; returns the ``QueryResponse`` object (without the envelope)."""
     conditions = list(query.conditions)
     # SELECT * FROM Customer returns active rows only unless the query filters on Active
-    # itself (reference §3 "Active filter").
+    # itself ([queries]).
     if has_active and not any(c.prop == "Active" for c in conditions):
         conditions.append(Condition("Active", "=", (True,)))
     rows = [e for e in entities if all(_matches(e, c) for c in conditions)]
@@ -495,6 +499,6 @@ def execute(query: Query, entities: Iterable[JsonDict], *, has_active: bool) -> 
     start = query.start_position - 1
     page = rows[start : start + query.max_results]
     if not page:
-        # "QueryResponse is {} with no Customer key" (reference §3).
+        # "QueryResponse is {} with no Customer key" ([queries]).
         return {}
     return {query.entity: page, "startPosition": query.start_position, "maxResults": len(page)}

@@ -1,8 +1,18 @@
 """Entity field lists, limits and the text rules shared by Customer, Vendor and Employee.
 
-Sources: reference §2.1 (fields and limits), §2.2 (forbidden characters), and the field lists
-python-quickbooks 0.9.12 serialises (its ``to_json()`` sends every attribute it knows, with
-``""``/``0``/``False`` defaults, so every one of them must be accepted).
+The fields, limits and forbidden characters are Intuit's ([customer]); the field lists are
+the ones python-quickbooks 0.9.12 serialises (its ``to_json()`` sends every attribute it
+knows, with ``""``/``0``/``False`` defaults, so every one of them must be accepted).
+
+Sources:
+[customer] Intuit, Customer entity:
+    https://developer.intuit.com/app/developer/qbo/docs/api/accounting/all-entities/customer
+[queries] Intuit, data queries:
+    https://developer.intuit.com/app/developer/qbo/docs/learn/explore-the-quickbooks-online-api/data-queries
+[errors] Intuit, error codes:
+    https://developer.intuit.com/app/developer/qbo/docs/develop/troubleshooting/error-codes
+[python-quickbooks] python-quickbooks 0.9.12:
+    https://github.com/ej2/python-quickbooks
 """
 
 from __future__ import annotations
@@ -15,7 +25,7 @@ from qbo_client.emulator import errors
 
 JsonDict = dict[str, Any]
 
-# Fields QBO computes; ignored when sent (reference §2.1: "ignored if sent").
+# Fields QBO computes; ignored when sent ([customer]: "ignored if sent").
 SYSTEM_FIELDS = frozenset(
     {
         "Id",
@@ -85,7 +95,7 @@ class EntitySpec:
     fields: frozenset[str]
     string_limits: Mapping[str, int]
     # DisplayName, Title, GivenName, MiddleName, FamilyName, Suffix and PrintOnCheckName must
-    # not contain ':' (the FullyQualifiedName separator), tab or newline (reference §2.2).
+    # not contain ':' (the FullyQualifiedName separator), tab or newline ([customer]).
     name_fields: tuple[str, ...]
     address_fields: tuple[str, ...]
     email_field: str
@@ -227,7 +237,7 @@ EMPLOYEE = EntitySpec(
 NAME_ENTITY_SPECS: dict[str, EntitySpec] = {s.name: s for s in (CUSTOMER, VENDOR, EMPLOYEE)}
 SPECS_BY_PATH: dict[str, EntitySpec] = {s.path: s for s in (CUSTOMER, VENDOR, EMPLOYEE)}
 
-# Address limits (reference §2.1 PhysicalAddress).
+# Address limits ([customer] PhysicalAddress).
 _ADDRESS_LIMITS = {
     "Line1": 500,
     "Line2": 500,
@@ -246,7 +256,7 @@ _FORBIDDEN_NAME_CHARS = (":", "\t", "\n", "\r")
 
 def clean(value: Any) -> Any:
     """Drop ``None`` and ``""`` recursively: QBO returns only properties that have values
-    (reference §3), and python-quickbooks sends ``""`` for every unset string (§11)."""
+    ([queries]), and python-quickbooks sends ``""`` for every unset string ([python-quickbooks])."""
     if isinstance(value, dict):
         cleaned = {k: clean(v) for k, v in value.items()}
         return {k: v for k, v in cleaned.items() if v is not None and v != "" and v != {}}
@@ -256,7 +266,7 @@ def clean(value: Any) -> Any:
 
 
 def check_known_properties(spec: EntitySpec, body: Mapping[str, Any]) -> None:
-    """Unknown top-level properties give 2010 (reference §4.5)."""
+    """Unknown top-level properties give 2010 ([errors])."""
     for key in body:
         if key not in spec.fields:
             raise errors.invalid_property(key)
@@ -276,13 +286,13 @@ def coerce_bool(spec: EntitySpec, entity: JsonDict, key: str) -> None:
 
 
 def derive_display_name(entity: Mapping[str, Any]) -> str:
-    """DisplayName defaults to Title GivenName MiddleName FamilyName Suffix (reference §2.1)."""
+    """DisplayName defaults to Title GivenName MiddleName FamilyName Suffix ([customer])."""
     parts = [str(entity[p]).strip() for p in _NAME_PARTS if str(entity.get(p) or "").strip()]
     return " ".join(parts)
 
 
 def name_key(display_name: str) -> str:
-    """The uniqueness key: trimmed and case-folded (reference §2.2; case rule unverified)."""
+    """The uniqueness key: trimmed and case-folded ([customer]; case rule unverified)."""
     return " ".join(display_name.split()).casefold()
 
 
@@ -313,7 +323,7 @@ def validate_text(spec: EntitySpec, entity: Mapping[str, Any]) -> None:
     if isinstance(email, dict) and email.get("Address"):
         address_text = str(email["Address"])
         _check_length(address_text, f"{spec.email_field}.Address", 100)
-        # "Must look like RFC 822 (contain @ and .)" (reference §2.1).
+        # "Must look like RFC 822 (contain @ and .)" ([customer]).
         if "@" not in address_text or "." not in address_text.split("@")[-1]:
             raise errors.invalid_email(f"{spec.email_field}.Address")
 

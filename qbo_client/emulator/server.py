@@ -4,6 +4,10 @@ The handler is a thin adapter: it reads the request, asks :class:`EmulatorCore` 
 response and writes it, or closes the socket without a byte when the response is marked
 ``drop`` (the ``lost_response`` and ``timeout`` faults). HTTP/1.1 keep-alive is supported
 because requests' sessions (python-quickbooks, intuit-oauth) reuse connections.
+
+Sources:
+[customer] Intuit, Customer entity:
+    https://developer.intuit.com/app/developer/qbo/docs/api/accounting/all-entities/customer
 """
 
 from __future__ import annotations
@@ -92,7 +96,7 @@ class _Handler(BaseHTTPRequestHandler):
         super().send_header(keyword, value)
 
     def end_headers(self) -> None:
-        # Every response carries intuit_tid (reference §1), even http.server's own errors
+        # Every response carries intuit_tid ([customer]), even http.server's own errors
         # (malformed request line, unreadable body).
         if not getattr(self, "_intuit_tid_sent", True):
             self.send_header("intuit_tid", new_intuit_tid())

@@ -2,6 +2,14 @@
 
 Everything here is mutated only while holding ``EmulatorState.lock`` (one lock around all
 state mutations), so ThreadingHTTPServer's concurrent handlers never see half a write.
+
+Sources:
+[customer] Intuit, Customer entity:
+    https://developer.intuit.com/app/developer/qbo/docs/api/accounting/all-entities/customer
+[batch] Intuit, batch:
+    https://developer.intuit.com/app/developer/qbo/docs/api/accounting/all-entities/batch
+[requestid] Intuit developer blog, Request ID:
+    https://blogs.intuit.com/2015/04/06/15346/
 """
 
 from __future__ import annotations
@@ -22,14 +30,15 @@ JsonDict = dict[str, Any]
 
 ENTITY_TYPES = tuple(NAME_ENTITY_SPECS)
 # How many requestid responses a realm remembers. Intuit does not document the retention
-# (reference §7, unverified); this is generous for any test or benchmark run.
+# ([requestid], unverified); this is generous for any test or benchmark run.
 REPLAY_CACHE_SIZE = 20_000
 STATE_FILE_VERSION = 1
 
 
 @dataclass
 class StoredResponse:
-    """A response kept for ``requestid`` replay: status and body returned unchanged (§7)."""
+    """A response kept for ``requestid`` replay: status and body come back unchanged
+    ([requestid])."""
 
     status: int
     body: str
@@ -59,7 +68,7 @@ class Company:
         self.company_name = company_name
         self.entities: dict[str, dict[str, JsonDict]] = {t: {} for t in ENTITY_TYPES}
         # Customers, vendors and employees share one name list, so they draw Ids from one
-        # sequence (as in QBO sample companies) and share the DisplayName namespace (§2.2).
+        # sequence (as in QBO sample companies) and share the DisplayName namespace ([customer]).
         self.next_id = 1
         self.next_address_id = 1
         self.replay: OrderedDict[str, StoredResponse] = OrderedDict()
@@ -136,7 +145,7 @@ class Company:
 
 
 class BatchView:
-    """The company as it was when a batch started: batch items are blind to each other (§6).
+    """The company as it was when a batch started: batch items are blind to each other ([batch]).
 
     Writes inside the batch record each entity's pre-image here before changing it, so reads
     (queries, ParentRef lookups) see the old state while the live company moves on.

@@ -1,4 +1,4 @@
-"""Per-realm throttling with QBO's published limits (reference §5).
+"""Per-realm throttling with QBO's published limits ([limits]).
 
 * 500 requests per window (60 s in production), batch requests included;
 * 10 requests per second, i.e. 10 per ``window / 60`` seconds, so a compressed window
@@ -10,6 +10,10 @@ Windows slide and use the real monotonic clock: advancing the emulator's wall cl
 expire tokens) must not refill a realm's request budget. Only admitted requests count
 against the windows; a rejected request does not extend the penalty (production behaviour
 on this point is unverified).
+
+Sources:
+[limits] Intuit, limits and throttles:
+    https://developer.intuit.com/app/developer/qbo/docs/learn/limits-and-throttles
 """
 
 from __future__ import annotations

@@ -8,23 +8,24 @@ migration staging/0002 refuses any later change from any other path.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from integrations.actors import Actor
+from integrations.errors import Conflict, Refused
 from integrations.models import Company, QboCustomer
 from qbo_client.names import normalize_for_compare
 from staging.models import EventKind, StagedProject, SyncStatus
 from staging.services.events import event_record
 
 
-class MappingConflict(Exception):
-    """The project already has its permanent customer (HTTP 409)."""
-
-
-class MappingError(Exception):
+class MappingError(Refused):
     """The chosen customer cannot be used (HTTP 422)."""
+
+
+class MappingConflict(MappingError, Conflict):
+    """The project already has its permanent customer (HTTP 409)."""
 
 
 class QboJobTaken(MappingConflict):
@@ -88,7 +89,7 @@ def _status_after_mapping(project: StagedProject) -> tuple[str, str]:
 
 @transaction.atomic
 def project_map_customer(
-    *, company: Company, project_id: int, qbo_customer_id: int, actor: Any
+    *, company: Company, project_id: int, qbo_customer_id: int, actor: Actor
 ) -> StagedProject:
     customer = _parent_customer(company=company, qbo_customer_id=qbo_customer_id)
     now = timezone.now()
@@ -171,7 +172,7 @@ def manual_map_preview(
 
 @transaction.atomic
 def project_manual_map(
-    *, company: Company, project_id: int, qbo_customer_id: int, actor: Any
+    *, company: Company, project_id: int, qbo_customer_id: int, actor: Actor
 ) -> StagedProject:
     job = _sub_customer(company=company, qbo_customer_id=qbo_customer_id)
     project = (

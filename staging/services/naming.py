@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from django.db import transaction
 from django.utils import timezone
 
+from integrations.actors import Actor
 from integrations.models import Company
-from staging.models import ChangeEvent, EventKind, StagedProject, SyncStatus
+from staging.models import EventKind, StagedProject, SyncStatus
+from staging.services.events import event_new, events_write
 from staging.services.qbo_payload import project_display_name
 
 RENAME_BATCH = 1000
 
 
-def projects_apply_naming_rule(*, company: Company, template: str, actor: Any) -> int:
+def projects_apply_naming_rule(*, company: Company, template: str, actor: Actor) -> int:
     """Move every Synced project whose QBO DisplayName differs under ``template`` to Needs
     Sync, with a history event naming the old and new name; returns how many moved.
 
@@ -23,7 +23,6 @@ def projects_apply_naming_rule(*, company: Company, template: str, actor: Any) -
     in other states need nothing: the next sync of any of them sends the new name.
     """
     now = timezone.now()
-    actor = actor if getattr(actor, "is_authenticated", False) else None
     synced = (
         StagedProject.objects.for_company(company)
         .filter(status=SyncStatus.SYNCED)
@@ -40,9 +39,8 @@ def projects_apply_naming_rule(*, company: Company, template: str, actor: Any) -
         count = StagedProject.objects.filter(pk__in=ids).update(
             status=SyncStatus.NEEDS_SYNC, status_reason="", updated_at=now
         )
-        ChangeEvent.objects.bulk_create(
-            ChangeEvent(
-                company_id=project.company_id,
+        events_write(
+            event_new(
                 project=project,
                 kind=EventKind.NAMING_RULE,
                 summary=f"Naming rule changed: the QBO name becomes “{new}”",

@@ -24,7 +24,7 @@ SYNCED_SOURCE_FIELDS = (
     "client_name",
     "address",
 )
-NOTES_LIMIT = 2000  # QBO Customer.Notes max length (reference §2.1)
+NOTES_LIMIT = 2000  # Customer.Notes max length, per Intuit's Customer entity reference
 _ADDRESS_LIMITS = {
     "Line1": 500,
     "Line2": 500,

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import logging
 import math
-import random
 import uuid
 from datetime import timedelta
 
@@ -164,11 +163,6 @@ def lane_claim(*, company_id: int) -> tuple[uuid.UUID, list[StagedProject]]:
     return lease, claimed
 
 
-def _backoff(tries: int) -> float:
-    # Exponential with jitter, as Celery's retry_backoff (seconds): 1, 2, 4 … ≤ 120.
-    return min(120.0, 2.0**tries) + random.uniform(0, 1)
-
-
 def _realm_pause(company_id: int) -> float:
     realm_id = (
         QboConnection.objects.filter(company_id=company_id)
@@ -200,9 +194,7 @@ def lane_step(*, company_id: int, slot: int, token: uuid.UUID) -> None:
     try:
         projects_push(lease=lease, projects=projects)
     except TransientPushError as exc:
-        _after_transient(
-            company_id=company_id, slot=slot, token=token, lease=lease, exc=exc, projects=projects
-        )
+        _after_transient(company_id=company_id, slot=slot, token=token, lease=lease, exc=exc)
         return
     finally:
         for run_id in {p.sync_run_id for p in projects if p.sync_run_id}:
@@ -217,7 +209,6 @@ def _after_transient(
     token: uuid.UUID,
     lease: uuid.UUID,
     exc: TransientPushError,
-    projects: list[StagedProject],
 ) -> None:
     if isinstance(exc.error, ThrottledError):
         # No budget (a 429 pause, or no slot within the lane's wait): nothing was wrong
@@ -226,10 +217,9 @@ def _after_transient(
         projects_release(lease=lease, project_ids=exc.project_ids)
         _hold(company_id=company_id, slot=slot, token=token, seconds=wait)
         return
-    tries = max((p.sync_tries for p in projects if p.pk in set(exc.project_ids)), default=0)
-    projects_after_transient(
-        lease=lease, project_ids=exc.project_ids, error=exc.error, retry_in=_backoff(tries)
-    )
+    # A failed try for the rows (QBO 5xx, a timeout): they wait out the retry policy's
+    # backoff (retry.py) or, their tries spent, are Failed. The lane goes on with other rows.
+    projects_after_transient(lease=lease, project_ids=exc.project_ids, error=exc.error)
     _send(company_id=company_id, slot=slot, token=token)
 
 

@@ -1,9 +1,9 @@
 """Outcomes: what a claimed row became (Synced, Failed, Needs Action), written only while
 the claim's lease holds, with its Change History in the same transaction.
 
-Also the claim's other ends: giving rows back (with a backoff after a transient error),
-failing rows whose transient errors outlasted every try, linking a row to an existing QBO
-job before adopting it, and a run's progress.
+Also the claim's other ends: giving rows back (after a transient error, with the backoff
+of the retry policy, retry.py), failing rows whose transient errors outlasted every try,
+linking a row to an existing QBO job before adopting it, and a run's progress.
 """
 
 from __future__ import annotations
@@ -19,12 +19,11 @@ from django.db import IntegrityError, transaction
 from django.db.models import Count, F, Q
 from django.utils import timezone
 
+from integrations.retry import QBO_RETRY, RetryPolicy
 from staging.models import ChangeEvent, EventKind, Run, RunState, StagedProject, SyncStatus
+from staging.services.events import event_new, events_write
 
 log = logging.getLogger(__name__)
-
-# Transient failures (QBO 5xx, timeouts) a row may meet in one attempt before it is Failed.
-SYNC_MAX_TRIES = 7
 
 
 def lease_duration() -> timedelta:
@@ -57,7 +56,7 @@ def projects_release(
 ) -> None:
     """Give claimed rows back to their company's queue without losing them. ``retry_in``:
     not to be claimed again before that many seconds (backoff after a transient error);
-    ``tried``: the rows met a transient error, which counts towards SYNC_MAX_TRIES."""
+    ``tried``: the rows met a transient error, one more try in ``sync_tries``."""
     rows = StagedProject.objects.filter(lease_id=lease, status=SyncStatus.QUEUED)
     if project_ids is not None:
         rows = rows.filter(pk__in=project_ids)
@@ -125,9 +124,8 @@ def _outcome_event(project: StagedProject, outcome: Outcome, now: Any) -> Change
     details = {"code": outcome.code, "intuit_tid": outcome.intuit_tid, **outcome.details}
     if outcome.qbo_record_id:
         details["qbo_record_id"] = outcome.qbo_record_id
-    return ChangeEvent(
-        company_id=project.company_id,
-        project_id=project.pk,
+    return event_new(
+        project=project,
         kind=_EVENT_FOR_STATUS[SyncStatus(outcome.status)],
         summary=outcome.summary or outcome.reason or outcome.status,
         details={k: v for k, v in details.items() if v},
@@ -182,7 +180,7 @@ def _write_outcomes(
                 log.info("Lease on project %s lost; outcome dropped", project.pk)
                 continue
             events.append(_outcome_event(project, outcome, now))
-        ChangeEvent.objects.bulk_create(events)
+        events_write(events)
     return len(events)
 
 
@@ -255,20 +253,23 @@ def _failed_after_tries(error: Any) -> Outcome:
 
 
 def projects_after_transient(
-    *, lease: uuid.UUID, project_ids: list[int], error: Any, retry_in: float
-) -> None:
-    """Claimed rows met a transient QBO error: the ones that have had SYNC_MAX_TRIES are
-    Failed, saying so truthfully (one click retries); the others go back to their company's
-    queue, not to be claimed again for ``retry_in`` seconds."""
-    spent = list(
-        StagedProject.objects.filter(
-            lease_id=lease, pk__in=project_ids, sync_tries__gte=SYNC_MAX_TRIES - 1
-        )
-    )
+    *, lease: uuid.UUID, project_ids: list[int], error: Any, policy: RetryPolicy = QBO_RETRY
+) -> float:
+    """Claimed rows met a transient QBO error: one more failed try each. A row whose tries
+    are spent (``policy.max_tries``) is Failed, saying so truthfully (one click retries); the
+    others go back to their company's queue, not to be claimed again before the policy's
+    delay after this try. Returns that delay (0 when every row was Failed)."""
+    rows = list(StagedProject.objects.filter(lease_id=lease, pk__in=project_ids))
+    spent = [p for p in rows if policy.gives_up_after(p.sync_tries + 1)]
     projects_record_outcomes(
         lease=lease, outcomes=[(project, _failed_after_tries(error)) for project in spent]
     )
+    # The rows of a chunk have had the same tries, unless some joined it later: the most
+    # tried one sets the chunk's wait.
+    tries = max((p.sync_tries + 1 for p in rows if p not in spent), default=0)
+    retry_in = policy.delay_for(tries) if tries else 0.0
     projects_release(lease=lease, project_ids=project_ids, retry_in=retry_in, tried=True)
+    return retry_in
 
 
 def projects_fail_transient(*, project_ids: list[int], error: Any) -> None:

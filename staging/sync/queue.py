@@ -19,6 +19,8 @@ from django.db import transaction
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
+from integrations.actors import Actor, actor_user
+from integrations.errors import Conflict
 from integrations.models import Company
 from staging.models import EventKind, Run, RunKind, RunState, StagedProject, SyncStatus
 from staging.services.events import events_record_for_attempt
@@ -92,7 +94,7 @@ def _queue(
     *,
     company: Company,
     projects: QuerySet[StagedProject],
-    actor: Any,
+    actor: Actor,
     kind: EventKind,
     summary: str,
 ) -> EnqueueSummary:
@@ -103,7 +105,7 @@ def _queue(
         run = Run.objects.create(
             company=company,
             kind=RunKind.SYNC,
-            started_by=actor if actor else None,
+            started_by=actor_user(actor),
             state=RunState.RUNNING,
             started_at=now,
         )
@@ -147,7 +149,7 @@ def _queue(
 
 
 def projects_enqueue_sync(
-    *, company: Company, projects: QuerySet[StagedProject], actor: Any
+    *, company: Company, projects: QuerySet[StagedProject], actor: Actor
 ) -> EnqueueSummary:
     return _queue(
         company=company,
@@ -159,7 +161,7 @@ def projects_enqueue_sync(
 
 
 def projects_retry_failed(
-    *, company: Company, projects: QuerySet[StagedProject], actor: Any
+    *, company: Company, projects: QuerySet[StagedProject], actor: Actor
 ) -> EnqueueSummary:
     return _queue(
         company=company,
@@ -170,11 +172,11 @@ def projects_retry_failed(
     )
 
 
-class NotRetryable(Exception):
+class NotRetryable(Conflict):
     """Only a Failed row can be retried (HTTP 409)."""
 
 
-def project_retry(*, company: Company, project_id: int, actor: Any) -> StagedProject:
+def project_retry(*, company: Company, project_id: int, actor: Actor) -> StagedProject:
     project = StagedProject.objects.get(pk=project_id, company=company)
     if project.status != SyncStatus.FAILED:
         raise NotRetryable(

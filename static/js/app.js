@@ -19,5 +19,11 @@ document.addEventListener("submit", (event) => {
     event.preventDefault();
   }
 });
-// Flash messages fade after a while.
-setTimeout(() => document.querySelectorAll(".message").forEach((m) => m.remove()), 8000);
+// Flash messages fade after a while: the page's, and those an HTMX answer brings out of band
+// (integrations/middleware.py).
+const fadeMessages = (root) =>
+  setTimeout(() => root.querySelectorAll(".message").forEach((m) => m.remove()), 8000);
+fadeMessages(document);
+document.addEventListener("htmx:oobAfterSwap", (event) => {
+  if (event.detail.target && event.detail.target.id === "messages") fadeMessages(event.detail.target);
+});

@@ -1,19 +1,7 @@
-// Imports and sync rules. Loaded by their partials; guarded so a second load is harmless.
+// Imports and sync rules: the Import menu, dismissing a finished run, and Select All in the
+// Import Selected picker. Error answers (409, 422, 502) are swapped in place by htmx's
+// responseHandling (templates/base.html).
 (() => {
-  if (window.linarcImportsLoaded) return;
-  window.linarcImportsLoaded = true;
-
-  // htmx 2 does not swap 4xx/5xx answers. Forms and regions marked data-swap-errors render
-  // their error (422 form error, 409 conflict, 502 Linarc down) in place instead.
-  document.addEventListener("htmx:beforeSwap", (event) => {
-    const status = event.detail.xhr.status;
-    const source = event.detail.elt || event.target;
-    if (status >= 400 && status < 600 && source && source.closest && source.closest("[data-swap-errors]")) {
-      event.detail.shouldSwap = true;
-      event.detail.isError = false;
-    }
-  });
-
   // Close the Import menu after choosing an item, and when clicking elsewhere.
   document.addEventListener("click", (event) => {
     document.querySelectorAll("details.import-menu[open]").forEach((menu) => {

@@ -1,6 +1,8 @@
-// The Projects tab: row selection, the Sync to QBO preview, the QBO Customer picker and its
-// permanent-mapping dialog, drawers (Change History, Manual Mapping, Json Script), JSON
-// highlighting and copy, and polling while rows are Queued.
+// The Projects tab: what htmx attributes cannot say. Row selection (click, Shift, Ctrl/Cmd,
+// Select All) and the inputs it fills, the QBO Customer picker and its permanent-mapping
+// dialog, opening and closing the drawers, Copy, and which rows the poll asks about.
+// Everything else (search, the Sync to QBO preview, error answers, reloading after an
+// import) is htmx markup in the templates. Loaded on every page; acts only on #projects.
 // Project data only ever reaches the DOM through textContent, never innerHTML.
 (() => {
   "use strict";
@@ -11,7 +13,6 @@
     all: false,
     filterKey: null,
     previewKey: "",
-    previewSeq: 0,
   };
   const $ = (id) => document.getElementById(id);
   const number = (n) => Number(n).toLocaleString("en-US");
@@ -28,24 +29,6 @@
     });
     return values;
   }
-
-  // --- htmx: let the row or drawer show a 409/422 answer (htmx skips 4xx by default) -----
-  document.addEventListener("htmx:beforeSwap", (event) => {
-    const status = event.detail.xhr.status;
-    const target = event.detail.target;
-    const ours = target && (target.closest("#projects") || target.closest("#drawer"));
-    if (ours && (status === 409 || status === 422)) {
-      event.detail.shouldSwap = true;
-      event.detail.isError = false;
-    }
-  });
-
-  // A preview answer that arrives after a newer selection was made is dropped.
-  document.addEventListener("htmx:beforeSwap", (event) => {
-    if (!event.detail.target || event.detail.target.id !== "sync-preview") return;
-    const seq = new URL(event.detail.xhr.responseURL).searchParams.get("seq");
-    if (seq !== String(state.previewSeq)) event.detail.shouldSwap = false;
-  });
 
   // --- selection ------------------------------------------------------------------------
   function clearSelection() {
@@ -105,51 +88,47 @@
     }
   }
 
+  // The Sync to QBO form and its preview form (toolbar_actions in projects.html) send the
+  // same selection.
   function fillSyncForm() {
-    const form = $("sync-form");
-    if (!form) return;
-    form.elements.ids.value = state.all ? "" : Array.from(state.selected).join(",");
-    form.elements.select_all.value = state.all ? "1" : "";
+    ["sync-form", "sync-preview-form"].forEach((id) => {
+      const form = $(id);
+      if (!form) return;
+      form.elements.ids.value = state.all ? "" : Array.from(state.selected).join(",");
+      form.elements.select_all.value = state.all ? "1" : "";
+    });
   }
 
-  let previewTimer = null;
+  const NO_SELECTION_TITLE = "Select projects first: click a serial number, or Select All";
+
+  // The preview form waits for the selection to settle and drops a stale answer itself
+  // (hx-trigger delay, hx-sync replace): here, only tell it the selection changed.
   function requestPreview() {
     const button = $("sync-button");
-    if (!button) return;
+    const form = $("sync-preview-form");
+    if (!button || !form) return;
     const count = selectionCount();
     const key = state.all
       ? `all|${state.filterKey}|${count}`
       : Array.from(state.selected).sort().join(",");
     if (key === state.previewKey) return;
     state.previewKey = key;
-    clearTimeout(previewTimer);
     if (!state.all && count === 0) {
       const preview = $("sync-preview");
       if (preview) preview.textContent = "";
-      button.title = "Select projects first: click a serial number, or Select All";
-      return;
+      button.title = NO_SELECTION_TITLE;
     }
-    previewTimer = setTimeout(() => {
-      const url = $("projects").dataset.previewUrl;
-      const params = new URLSearchParams();
-      state.previewSeq += 1;
-      params.set("seq", String(state.previewSeq));
-      if (state.all) {
-        const list = listState();
-        params.set("select_all", "1");
-        params.set("status", list.status || "");
-        params.set("q", list.q || "");
-      } else {
-        params.set("ids", Array.from(state.selected).join(","));
-      }
-      htmx
-        .ajax("GET", `${url}?${params}`, { target: "#sync-preview", swap: "outerHTML" })
-        .then(() => {
-          const preview = $("sync-preview");
-          if (preview) button.title = preview.textContent.replace(/\s+/g, " ").trim();
-        });
-    }, 250);
+    htmx.trigger(form, "selection-changed");
   }
+
+  // The preview's text is also the Sync button's tooltip.
+  document.addEventListener("htmx:afterRequest", (event) => {
+    if (!event.detail.elt || event.detail.elt.id !== "sync-preview-form") return;
+    const button = $("sync-button");
+    const preview = $("sync-preview");
+    if (!button || !preview || !event.detail.successful) return;
+    button.title = preview.textContent.replace(/\s+/g, " ").trim() || NO_SELECTION_TITLE;
+  });
 
   function onHandle(tr, event) {
     const id = tr.dataset.id;
@@ -279,41 +258,6 @@
     if (!drawer.open) drawer.showModal();
     const close = drawer.querySelector("[data-close-drawer]");
     if (close) close.focus();
-    drawer.querySelectorAll("pre[data-json]").forEach(highlightJson);
-  }
-
-  // --- Json Script: a small highlighter (DOM nodes + textContent, no innerHTML) -----------
-  const JSON_TOKEN =
-    /("(?:\\.|[^"\\])*")(\s*:)?|\b(true|false|null)\b|(-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?)/g;
-
-  function highlightJson(pre) {
-    if (pre.dataset.highlighted) return;
-    const text = pre.textContent;
-    const fragment = document.createDocumentFragment();
-    let last = 0;
-    for (const match of text.matchAll(JSON_TOKEN)) {
-      if (match.index > last) fragment.append(text.slice(last, match.index));
-      const span = document.createElement("span");
-      if (match[1]) {
-        span.className = match[2]
-          ? "j-key"
-          : match[1].includes("••• redacted •••")
-            ? "j-redacted"
-            : "j-string";
-        span.textContent = match[1];
-        fragment.append(span);
-        if (match[2]) fragment.append(match[2]);
-      } else {
-        span.className = match[3] ? "j-literal" : "j-number";
-        span.textContent = match[0];
-        fragment.append(span);
-      }
-      last = match.index + match[0].length;
-    }
-    fragment.append(text.slice(last));
-    pre.textContent = "";
-    pre.append(fragment);
-    pre.dataset.highlighted = "1";
   }
 
   async function copyBlock(button) {
@@ -397,7 +341,7 @@
     }
   }, true);
 
-  // --- after every swap: re-apply the selection, open drawers, fade messages --------------
+  // --- after every swap: re-apply the selection, open drawers ----------------------------
   let settleQueued = false;
   function afterSwap() {
     if (settleQueued) return;
@@ -411,12 +355,7 @@
     if (event.detail.target && event.detail.target.id === "drawer-content") openDrawer();
     afterSwap();
   });
-  document.addEventListener("htmx:oobAfterSwap", (event) => {
-    if (event.detail.target && event.detail.target.id === "messages") {
-      setTimeout(() => event.detail.target.querySelectorAll(".message").forEach((m) => m.remove()), 8000);
-    }
-    afterSwap();
-  });
+  document.addEventListener("htmx:oobAfterSwap", afterSwap);
   document.addEventListener("htmx:historyRestore", afterSwap);
   // beforeOnLoad, not afterRequest: the answer replaces the form, and events of a detached
   // element no longer reach the document.
@@ -426,15 +365,6 @@
       clearSelection();
       state.previewKey = "";
       afterSwap();
-    }
-  });
-  // The Import menu announces a finished import: reload the table in place.
-  document.addEventListener("importFinished", () => {
-    if ($("results")) {
-      htmx.ajax("GET", window.location.pathname + window.location.search, {
-        target: "#results",
-        swap: "outerHTML",
-      });
     }
   });
 
@@ -471,7 +401,6 @@
   function init() {
     if (!$("projects")) return;
     applySelection();
-    document.querySelectorAll("pre[data-json]").forEach(highlightJson);
   }
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", init);
   else init();

@@ -31,8 +31,9 @@ from linarc_client import LinarcRefusedHost
 from linarc_client.emulator import LinarcEmulator
 from qbo_client import oauth
 from qbo_client.emulator import QboEmulator
+from staging.imports.pages import import_run_execute
+from staging.imports.runs import import_run_create
 from staging.models import Run, RunKind, RunState, StagedProject, SyncStatus
-from staging.services.imports import import_run_create, import_run_execute
 from staging.sync.outcomes import projects_claim
 from staging.sync.push import projects_push
 from staging.sync.queue import projects_enqueue_sync

@@ -8,6 +8,7 @@ from django.urls import reverse
 from integrations.models import QboConnection, QboConnectionStatus
 from integrations.services.qbo_connection import ConnectError, qbo_connect_finish, qbo_connect_start
 from qbo_client.emulator import QboEmulator
+from staging.models import Run, RunKind, RunState
 from tests.conftest import Personas
 from tests.fixtures.qbo import connect_company, control, refresh_customers
 
@@ -103,3 +104,27 @@ def test_refresh_customers_view_with_and_without_htmx(
     assert partial.status_code == 200
     assert b'id="qbo-customers"' in partial.content and b"<html" not in partial.content
     assert len(callbacks) == 2
+
+
+def test_refresh_status_stops_the_poll_when_done_and_is_the_panel_as_a_page(
+    personas: Personas,
+) -> None:
+    run = Run.objects.create(
+        company=personas.company, kind=RunKind.REFRESH_CUSTOMERS, state=RunState.RUNNING
+    )
+    client = personas.client_for(personas.admin)
+    url = reverse("portfolio:qbo_refresh_status", args=[run.pk])
+
+    running = client.get(url, headers={"HX-Request": "true"})
+    assert running.status_code == 200
+    assert b'hx-trigger="every 1s"' in running.content and b"<html" not in running.content
+
+    Run.objects.filter(pk=run.pk).update(state=RunState.DONE)
+    done = client.get(url, headers={"HX-Request": "true"})
+    assert done.status_code == 286  # htmx stops polling; the section is still swapped in
+    assert b'id="qbo-customers"' in done.content and b"every 1s" not in done.content
+
+    page = client.get(url)
+    assert page.status_code == 200 and b"<html" in page.content
+    for response in (running, done, page):
+        assert "HX-Request" in response["Vary"]

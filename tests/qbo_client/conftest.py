@@ -3,6 +3,12 @@
 ``qbo_emulator`` is a real HTTP server on a free port, shared by the session and reset to a
 fresh, empty company before each test. Throttling is off by default so ordinary tests can
 make requests back-to-back; throttle tests switch it on through the control API.
+
+Sources:
+[python-quickbooks] python-quickbooks 0.9.12:
+    https://github.com/ej2/python-quickbooks
+[intuit-oauth] intuit-oauth 1.2.6:
+    https://github.com/intuit/oauth-pythonclient
 """
 
 from __future__ import annotations
@@ -79,7 +85,8 @@ def connect(emulator: QboEmulator) -> AuthClient:
 
 
 def make_qb(emulator: QboEmulator, auth: AuthClient) -> QuickBooks:
-    """python-quickbooks pointed at the emulator exactly as the reference (§12) shows."""
+    """python-quickbooks pointed at the emulator as the libraries' READMEs show
+    ([python-quickbooks], [intuit-oauth])."""
     qb = QuickBooks(
         auth_client=auth,
         refresh_token=auth.refresh_token,
@@ -92,7 +99,7 @@ def make_qb(emulator: QboEmulator, auth: AuthClient) -> QuickBooks:
 
 @pytest.fixture(autouse=True)
 def _insecure_transport(monkeypatch: pytest.MonkeyPatch) -> None:
-    # requests-oauthlib refuses plain http unless told otherwise (reference §11).
+    # requests-oauthlib refuses plain http unless told otherwise ([python-quickbooks]).
     monkeypatch.setenv("OAUTHLIB_INSECURE_TRANSPORT", "1")
 
 

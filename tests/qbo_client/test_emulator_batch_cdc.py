@@ -1,4 +1,11 @@
-"""Batch (reference §6) and change data capture (§10.5)."""
+"""Batch ([batch]) and change data capture ([cdc]).
+
+Sources:
+[batch] Intuit, batch:
+    https://developer.intuit.com/app/developer/qbo/docs/api/accounting/all-entities/batch
+[cdc] Intuit, change data capture:
+    https://developer.intuit.com/app/developer/qbo/docs/learn/explore-the-quickbooks-online-api/change-data-capture
+"""
 
 from __future__ import annotations
 

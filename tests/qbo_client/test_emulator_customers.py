@@ -1,4 +1,13 @@
-"""Customer / Vendor / Employee rules through python-quickbooks (reference §2, §4)."""
+"""Customer / Vendor / Employee rules through python-quickbooks ([customer], [errors]).
+
+Sources:
+[customer] Intuit, Customer entity:
+    https://developer.intuit.com/app/developer/qbo/docs/api/accounting/all-entities/customer
+[errors] Intuit, error codes:
+    https://developer.intuit.com/app/developer/qbo/docs/develop/troubleshooting/error-codes
+[python-quickbooks] python-quickbooks 0.9.12:
+    https://github.com/ej2/python-quickbooks
+"""
 
 from __future__ import annotations
 
@@ -35,7 +44,7 @@ def create_job(qb: QuickBooks, name: str, parent: Customer, **fields: Any) -> Cu
 
 
 def post_customer(qb: QuickBooks, body: dict[str, Any]) -> dict[str, Any]:
-    """A hand-built body (sparse updates must be built by hand, reference §11)."""
+    """A hand-built body (sparse updates must be built by hand, [python-quickbooks])."""
     result: dict[str, Any] = qb.update_object("Customer", json.dumps(body))
     return result
 
@@ -63,7 +72,7 @@ def test_create_returns_server_assigned_fields_like_the_reference(qb: QuickBooks
             "Country": "USA",
         },
         "Notes": "Linarc project 2417",
-        "IsProject": True,  # ignored: v3 cannot create native projects (§2.4)
+        "IsProject": True,  # ignored: v3 cannot create native projects ([customer])
         "FullyQualifiedName": "ignored",
     }
     response = qb.create_object("Customer", json.dumps(body), request_id="lnrc-2417-create-v1")
@@ -140,7 +149,8 @@ def test_saving_the_same_object_twice_is_stale_5010(qb: QuickBooks) -> None:
     customer.DisplayName = "Pinecrest Senior Living"
     customer.save(qb=qb)
     customer.Notes = "edit 1"
-    customer.save(qb=qb)  # SyncToken 0 → 1; python-quickbooks does not copy it back (§11)
+    # SyncToken 0 → 1; python-quickbooks does not copy it back ([python-quickbooks]).
+    customer.save(qb=qb)
     customer.Notes = "edit 2"
     with pytest.raises(QuickbooksException) as excinfo:
         customer.save(qb=qb)
@@ -399,8 +409,9 @@ def test_state_endpoint_lists_all_entities(
 
 
 def test_read_modify_save_round_trips_for_every_name_entity(qb: QuickBooks) -> None:
-    # python-quickbooks sends back every field it read plus its own defaults (§11); the
-    # emulator must accept all of them (no 2010) and keep the job's hierarchy.
+    # python-quickbooks sends back every field it read plus its own defaults
+    # ([python-quickbooks]); the emulator must accept all of them (no 2010) and keep the
+    # job's hierarchy.
     parent = create_customer(qb, "Round Trip Owner")
     job = Customer.get(create_job(qb, "RT-1 Job", parent).Id, qb=qb)
     job.Notes = "edited"

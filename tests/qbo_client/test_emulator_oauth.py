@@ -1,4 +1,13 @@
-"""OAuth 2.0 conformance, driven through intuit-oauth (reference §9, §12)."""
+"""OAuth 2.0 conformance, driven through intuit-oauth ([oauth], [intuit-oauth]).
+
+Sources:
+[oauth] Intuit, OAuth 2.0:
+    https://developer.intuit.com/app/developer/qbo/docs/develop/authentication-and-authorization/oauth-2.0
+[python-quickbooks] python-quickbooks 0.9.12:
+    https://github.com/ej2/python-quickbooks
+[intuit-oauth] intuit-oauth 1.2.6:
+    https://github.com/intuit/oauth-pythonclient
+"""
 
 from __future__ import annotations
 
@@ -198,7 +207,7 @@ def test_expired_access_token_gets_the_gateway_401_fault(
     assert error["element"] is None
     assert isinstance(body["time"], int)
 
-    # Refresh once, point the session at the new token, retry once (reference §11).
+    # Refresh once, point the session at the new token, retry once ([python-quickbooks]).
     auth.refresh()
     qb.session.access_token = auth.access_token
     assert Customer.all(qb=qb) == []

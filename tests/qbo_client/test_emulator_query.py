@@ -1,4 +1,13 @@
-"""Query language subset (reference §3), through python-quickbooks where it can express it."""
+"""Query language subset ([queries]), through python-quickbooks where it can express it.
+
+Sources:
+[customer] Intuit, Customer entity:
+    https://developer.intuit.com/app/developer/qbo/docs/api/accounting/all-entities/customer
+[queries] Intuit, data queries:
+    https://developer.intuit.com/app/developer/qbo/docs/learn/explore-the-quickbooks-online-api/data-queries
+[python-quickbooks] python-quickbooks 0.9.12:
+    https://github.com/ej2/python-quickbooks
+"""
 
 from __future__ import annotations
 
@@ -69,7 +78,7 @@ def test_equality_in_and_like(qb: QuickBooks, seeded: dict[str, str]) -> None:
     ]
     assert names(Customer.where("DisplayName LIKE '%Lofts'", qb=qb)) == ["Elm Street Lofts"]
     assert names(Customer.where("DisplayName LIKE '%Fir%'", qb=qb)) == ["Douglas Fir Co"]
-    # LIKE's only wildcard is % (reference §3).
+    # LIKE's only wildcard is % ([queries]).
     assert Customer.where("DisplayName LIKE 'Alder_Works'", qb=qb) == []
 
 
@@ -81,7 +90,7 @@ def test_job_filter_and_parent_ref(qb: QuickBooks, seeded: dict[str, str]) -> No
 
 
 def test_backslash_escaped_quotes(qb: QuickBooks, seeded: dict[str, str]) -> None:
-    # python-quickbooks escapes ' as \' (reference §3, §11).
+    # python-quickbooks escapes ' as \' ([queries], [python-quickbooks]).
     assert names(Customer.filter(DisplayName="O'Brien Site Services", qb=qb)) == [
         "O'Brien Site Services"
     ]
@@ -198,7 +207,7 @@ def test_other_entities_are_known_but_empty(qb: QuickBooks) -> None:
 def test_get_query_with_url_encoded_statement(
     qbo_emulator: QboEmulator, qb: QuickBooks, seeded: dict[str, str]
 ) -> None:
-    # python-quickbooks always POSTs; the GET form is the other documented way (§1).
+    # python-quickbooks always POSTs; the GET form is the other documented way ([customer]).
     response = requests.get(
         f"{qbo_emulator.api_base_url}/company/{qbo_emulator.realm_id}/query",
         params={

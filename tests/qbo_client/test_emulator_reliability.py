@@ -1,4 +1,16 @@
-"""requestid replay, injected faults, throttling, counters and the request log (§4, §5, §7)."""
+"""requestid replay, injected faults, throttling, counters and the request log ([errors],
+[limits], [requestid]).
+
+Sources:
+[errors] Intuit, error codes:
+    https://developer.intuit.com/app/developer/qbo/docs/develop/troubleshooting/error-codes
+[limits] Intuit, limits and throttles:
+    https://developer.intuit.com/app/developer/qbo/docs/learn/limits-and-throttles
+[requestid] Intuit developer blog, Request ID:
+    https://blogs.intuit.com/2015/04/06/15346/
+[python-quickbooks] python-quickbooks 0.9.12:
+    https://github.com/ej2/python-quickbooks
+"""
 
 from __future__ import annotations
 
@@ -27,7 +39,7 @@ def new_customer(name: str) -> Customer:
 
 
 class TimeoutAdapter(HTTPAdapter):
-    """The recommended way to give python-quickbooks a timeout (reference §11)."""
+    """The recommended way to give python-quickbooks a timeout ([python-quickbooks])."""
 
     def __init__(self, timeout: float) -> None:
         super().__init__()

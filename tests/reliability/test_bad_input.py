@@ -45,8 +45,10 @@ from linarc_client import contract as c
 from linarc_client.emulator import LinarcEmulator
 from qbo_client.emulator import QboEmulator
 from qbo_client.names import sanitize_display_name
+from staging.imports.pages import import_run_execute
+from staging.imports.rows import NO_CUSTOMER_REASON
+from staging.imports.runs import import_run_create
 from staging.models import ChangeEvent, Run, RunKind, RunState, StagedProject, SyncStatus
-from staging.services.imports import NO_CUSTOMER_REASON, import_run_create, import_run_execute
 from staging.services.qbo_payload import project_display_name
 from staging.sync.outcomes import projects_claim, projects_fail_transient, projects_release
 from staging.sync.push import TransientPushError, projects_push

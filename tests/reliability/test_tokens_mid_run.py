@@ -29,7 +29,7 @@ from tests.reliability.harness import (
 pytestmark = pytest.mark.worker
 
 PROJECTS = 60
-HOUR_AND_A_BIT = 3700  # access tokens live 3600 s (reference §9)
+HOUR_AND_A_BIT = 3700  # access tokens live 3600 s (Intuit's OAuth 2.0 docs)
 
 
 def _mapped_projects(stack: Stack, prefix: str) -> list[int]:

@@ -15,8 +15,8 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
-from staging import selectors
 from staging.models import ChangeEvent, EventKind, Run, RunKind, RunState, SyncStatus
+from staging.presenters.history_csv import csv_safe
 from staging.templatetags.bidi import (
     BIDI_CONTROLS,
     bidi_isolate,
@@ -222,7 +222,7 @@ def test_change_history_csv_has_no_bidi_controls_and_stays_formula_safe(
     assert '\'=HYPERLINK("http://evil.example")' in cells
     assert "name: Old dlo → Gym evil Phase 2" in cells
     assert "6240" in cells and "1-abc" in cells
-    assert selectors.csv_safe(f"{RLO}{PDF}+1") == "'+1"
+    assert csv_safe(f"{RLO}{PDF}+1") == "'+1"
 
 
 def test_run_summary_isolates_linarc_excerpts(personas: Personas, operator: Client) -> None:

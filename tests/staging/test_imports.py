@@ -10,16 +10,17 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from linarc_client.emulator import HOSTILE_IDS
-from staging.models import ChangeEvent, EventKind, Run, RunKind, RunState, StagedProject
-from staging.models import SyncStatus as Status
-from staging.services import imports as imports_service
-from staging.services.imports import (
-    NO_CUSTOMER_REASON,
+from staging.imports import pages as import_pages
+from staging.imports.pages import import_run_execute
+from staging.imports.rows import NO_CUSTOMER_REASON
+from staging.imports.runs import (
     ImportAlreadyRunning,
     ImportRefused,
     import_run_create,
-    import_run_execute,
+    import_start,
 )
+from staging.models import ChangeEvent, EventKind, Run, RunKind, RunState, StagedProject
+from staging.models import SyncStatus as Status
 from tests.factories import QboCustomerFactory
 
 FIRST_ID = "100001"
@@ -315,8 +316,8 @@ def test_malformed_records_are_counted_invalid_and_the_import_goes_on(
 def test_linarc_down_mid_import_fails_the_run_and_keeps_staged_pages(
     company: Any, linarc_emulator: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(imports_service, "IMPORT_PAGE_SIZE", 20)
-    real_stage = imports_service.projects_stage_page
+    monkeypatch.setattr(import_pages, "IMPORT_PAGE_SIZE", 20)
+    real_stage = import_pages.projects_stage_page
     pages: list[int] = []
 
     def stage_then_go_down(**kwargs: Any) -> Any:
@@ -326,7 +327,7 @@ def test_linarc_down_mid_import_fails_the_run_and_keeps_staged_pages(
             linarc_emulator.inject_fault("503", count=100)
         return outcome
 
-    monkeypatch.setattr(imports_service, "projects_stage_page", stage_then_go_down)
+    monkeypatch.setattr(import_pages, "projects_stage_page", stage_then_go_down)
 
     run = run_import(company, RunKind.IMPORT_ALL)
 
@@ -341,7 +342,7 @@ def test_linarc_down_mid_import_fails_the_run_and_keeps_staged_pages(
     assert "503" in company.linarc_connection.last_error
 
     linarc_emulator.clear_faults()
-    monkeypatch.setattr(imports_service, "projects_stage_page", real_stage)
+    monkeypatch.setattr(import_pages, "projects_stage_page", real_stage)
     rerun = run_import(company, RunKind.IMPORT_ALL)
     assert rerun.state == RunState.DONE
     assert rerun.counts["created"] == linarc_emulator.state.projects - 20
@@ -388,6 +389,32 @@ def test_executing_a_run_twice_does_it_once(company: Any) -> None:
     again = import_run_execute(run_id=run.pk)  # a re-delivered task
     assert again.state == RunState.DONE
     assert ChangeEvent.objects.count() == events
+
+
+def test_import_start_sends_the_import_task_by_name_once_the_run_is_committed(
+    company: Any, monkeypatch: pytest.MonkeyPatch, django_capture_on_commit_callbacks: Any
+) -> None:
+    import staging.tasks  # noqa: F401  (what the worker's task autodiscovery imports)
+    from staging.celery import app
+
+    sent: list[tuple[str, dict[str, Any]]] = []
+    monkeypatch.setattr(app, "send_task", lambda name, **options: sent.append((name, options)))
+
+    with django_capture_on_commit_callbacks() as callbacks:
+        run = import_start(company=company, kind=RunKind.IMPORT_ALL, actor=None)
+    assert sent == []  # nothing is sent before the run is committed
+    for callback in callbacks:
+        callback()
+
+    assert sent == [("staging.import_projects", {"kwargs": {"run_id": run.pk}})]
+    # A worker knows the task by that name; delivered twice, it imports once.
+    task = app.tasks["staging.import_projects"]
+    task(run_id=run.pk)
+    events = ChangeEvent.objects.count()
+    task(run_id=run.pk)
+    run.refresh_from_db()
+    assert run.state == RunState.DONE, run.error
+    assert events > 0 and ChangeEvent.objects.count() == events
 
 
 def test_import_without_a_linarc_connection_is_refused(personas: Any) -> None:

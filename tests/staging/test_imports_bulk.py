@@ -11,10 +11,12 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
+from staging.imports import pages as import_pages
+from staging.imports.pages import import_run_execute
+from staging.imports.rows import IMPORT_PAGE_SIZE
+from staging.imports.runs import import_run_create
 from staging.models import ChangeEvent, RunKind, RunState, StagedProject
 from staging.models import SyncStatus as Status
-from staging.services import imports as imports_service
-from staging.services.imports import IMPORT_PAGE_SIZE, import_run_create, import_run_execute
 from tests.fixtures.linarc import connect_company
 
 PROJECTS = 10_000
@@ -52,7 +54,7 @@ def test_bulk_import_uses_a_fixed_number_of_queries_per_page(
 ) -> None:
     company = personas.company
     per_page: list[int] = []
-    real_stage = imports_service.projects_stage_page
+    real_stage = import_pages.projects_stage_page
 
     def counted_stage(**kwargs: Any) -> Any:
         with CaptureQueriesContext(connection) as queries:
@@ -60,7 +62,7 @@ def test_bulk_import_uses_a_fixed_number_of_queries_per_page(
         per_page.append(len(queries))
         return outcome
 
-    monkeypatch.setattr(imports_service, "projects_stage_page", counted_stage)
+    monkeypatch.setattr(import_pages, "projects_stage_page", counted_stage)
     budget = page_query_budget()
 
     started = time.monotonic()

@@ -11,14 +11,12 @@ from django.db import connection
 from django.forms.models import model_to_dict
 from django.test.utils import CaptureQueriesContext
 
+from staging.imports import deletions, new_rows, writer
+from staging.imports import pages as import_pages
+from staging.imports.deletions import SeenRows, projects_flag_deleted
+from staging.imports.pages import import_run_execute
+from staging.imports.runs import import_run_create
 from staging.models import ChangeEvent, EventKind, Run, RunKind, RunState, StagedProject
-from staging.services import imports as imports_service
-from staging.services.imports import (
-    SeenRows,
-    import_run_create,
-    import_run_execute,
-    projects_flag_deleted,
-)
 from tests.factories import StagedProjectFactory
 from tests.fixtures.linarc import connect_company
 
@@ -68,7 +66,7 @@ def test_postgresql_writer_stages_the_same_rows_and_events_as_the_portable_one(
     connect_company(portable, emulator)
 
     fast_run = run_import(fast, actor=personas.operator)
-    monkeypatch.setattr(imports_service, "_insert_new_rows", imports_service._insert_new_rows_orm)
+    monkeypatch.setattr(writer, "insert_new_rows", new_rows.insert_new_rows_orm)
     portable_run = run_import(portable, actor=personas.operator)
 
     assert fast_run.state == portable_run.state == RunState.DONE, fast_run.error
@@ -89,7 +87,7 @@ def test_postgresql_writer_stages_the_same_rows_and_events_as_the_portable_one(
 def test_reimport_locks_and_writes_only_the_rows_that_changed(
     personas: Any, linarc_emulator: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(imports_service, "IMPORT_PAGE_SIZE", 20)  # 3 pages
+    monkeypatch.setattr(import_pages, "IMPORT_PAGE_SIZE", 20)  # 3 pages
     company = personas.company
     connect_company(company, linarc_emulator)
     run_import(company)
@@ -133,7 +131,7 @@ def test_seen_rows_remembers_keys_across_blocks() -> None:
 def test_deletion_detection_walks_the_rows_in_slices_and_flags_only_unseen_ones(
     personas: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(imports_service, "DELETION_SCAN_SIZE", 7)
+    monkeypatch.setattr(deletions, "DELETION_SCAN_SIZE", 7)
     company = personas.company
     rows = [StagedProjectFactory(company=company) for _ in range(30)]
     StagedProjectFactory(company=personas.other_company)  # another company's row: never touched
@@ -160,8 +158,8 @@ def test_deletion_detection_walks_the_rows_in_slices_and_flags_only_unseen_ones(
 def test_first_import_analyzes_the_new_table_once(
     personas: Any, linarc_emulator_factory: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(imports_service, "IMPORT_PAGE_SIZE", 20)
-    monkeypatch.setattr(imports_service, "ANALYZE_AFTER_CREATED", 50)
+    monkeypatch.setattr(import_pages, "IMPORT_PAGE_SIZE", 20)
+    monkeypatch.setattr(import_pages, "ANALYZE_AFTER_CREATED", 50)
     company = personas.company
     connect_company(company, linarc_emulator_factory(projects=120))
     with connection.cursor() as cursor:

@@ -20,13 +20,11 @@ from linarc_client import contract as c
 from linarc_client.emulator import LinarcEmulator
 from linarc_client.emulator.data import HOSTILE_CASES
 from linarc_client.records import is_dates_out_of_order, problem_field, sent_value
+from staging.imports.pages import import_run_execute
+from staging.imports.rows import NO_CUSTOMER_REASON
+from staging.imports.runs import import_run_create
 from staging.models import ChangeEvent, EventKind, Run, RunKind, RunState, StagedProject
 from staging.models import SyncStatus as Status
-from staging.services.imports import (
-    NO_CUSTOMER_REASON,
-    import_run_create,
-    import_run_execute,
-)
 from tests.conftest import Personas
 from tests.factories import QboCustomerFactory
 from tests.fixtures.linarc import connect_company

@@ -10,13 +10,9 @@ import pytest
 from django.utils import timezone
 
 from integrations.models import LinarcConnection, SyncRules
+from staging.imports.pages import import_run_execute, scheduled_pull_run
+from staging.imports.runs import PULL_OVERLAP, import_run_create
 from staging.models import ChangeEvent, EventKind, Run, RunKind, RunState, StagedProject
-from staging.services.imports import (
-    PULL_OVERLAP,
-    import_run_create,
-    import_run_execute,
-    scheduled_pull_run,
-)
 
 EDITED = "100002"
 

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 from django.urls import reverse
 
+from staging.imports.pages import import_run_execute
 from staging.models import Run, RunKind, RunState
-from staging.services.imports import import_run_execute
 from tests.factories import StagedProjectFactory
 
 HTMX = {"HTTP_HX_REQUEST": "true"}
@@ -126,6 +126,24 @@ def test_failed_run_shows_the_error_and_invalid_records(operator: Any, personas:
     assert "Linarc had a server error (503)" in html
     assert "Record has no id" in html
     assert "3 invalid records" in html
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [{}, {**HTMX, "HTTP_HX_HISTORY_RESTORE_REQUEST": "true"}],
+    ids=["plain", "history-restore"],
+)
+def test_finished_run_loaded_as_a_page_is_the_run_page(
+    operator: Any, personas: Any, headers: dict[str, str]
+) -> None:
+    run = Run.objects.create(
+        company=personas.company, kind=RunKind.IMPORT_ALL, state=RunState.DONE, counts={}
+    )
+    response = operator.get(reverse("portfolio:import_run", args=[run.pk]), **headers)
+    assert response.status_code == 200  # 286 only stops an htmx poll
+    assert "<html" in response.content.decode()
+    assert "HX-Trigger" not in response  # nothing on the page listens for it
+    assert "HX-Request" in response["Vary"]
 
 
 def test_latest_run_is_shown_only_while_active(operator: Any, personas: Any) -> None:

@@ -29,6 +29,7 @@ from staging.services.mapping import (
     project_map_customer,
 )
 from staging.sync import push as qbo_push
+from staging.sync import send as qbo_send
 from staging.sync.outcomes import Outcome, projects_record_outcomes
 from tests.conftest import Personas
 from tests.factories import CompanyFactory, QboCustomerFactory, StagedProjectFactory
@@ -250,14 +251,15 @@ def test_sync_never_adopts_another_projects_job_after_a_6240(
     owner, twin, job = _synced_owner_and_twin(personas, connected)
     # The lookup before the create misses the job (as when another worker creates it in
     # between): QBO answers the create with 6240, and the push looks again.
-    lookup = qbo_push._lookup_names
+    lookup = qbo_push.lookup_names
     calls: list[int] = []
 
     def missing_first(client: Any, names: list[str]) -> Any:
         calls.append(1)
         return {} if len(calls) == 1 else lookup(client, names)
 
-    monkeypatch.setattr(qbo_push, "_lookup_names", missing_first)
+    monkeypatch.setattr(qbo_push, "lookup_names", missing_first)  # before the create
+    monkeypatch.setattr(qbo_send, "lookup_names", missing_first)  # after its 6240
     _sync_in_process(personas, StagedProject.objects.filter(pk=twin.pk))
     assert len(calls) == 2
     twin.refresh_from_db()

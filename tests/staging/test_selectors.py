@@ -16,7 +16,10 @@ from django.utils.html import escape
 
 from staging import selectors
 from staging.models import ChangeEvent, EventKind, StagedProject, StatusCountDelta, SyncStatus
-from staging.selectors import REDACTED, ProjectFilters
+from staging.presenters.history_csv import csv_safe
+from staging.presenters.json_script import REDACTED, project_json_documents, redact_secrets
+from staging.presenters.project_rows import project_row
+from staging.selectors import ProjectFilters
 from staging.services import status_counts
 from tests.conftest import Personas
 from tests.factories import QboCustomerFactory, StagedProjectFactory
@@ -84,7 +87,7 @@ def test_search_counts_are_limited_reads(personas: Personas) -> None:
 
     # Two SELECTs of at most SEARCH_COUNT_LIMIT + 1 rows: the chosen chip's matches, then
     # all of them (one without a chip); on PostgreSQL they run with parallel workers off
-    # (SET LOCAL, in a transaction, see selectors._search_reads).
+    # (SET LOCAL, in a transaction, see selectors.counts._search_reads).
     selects = [q["sql"] for q in queries.captured_queries if q["sql"].startswith("SELECT")]
     assert len(selects) == 2
     assert all(sql.endswith(f"LIMIT {selectors.SEARCH_COUNT_LIMIT + 1}") for sql in selects)
@@ -121,7 +124,7 @@ def test_a_search_matching_more_than_the_limit_says_at_least(
 ) -> None:
     """Past SEARCH_COUNT_LIMIT matches the total is a lower bound and the statuses are not
     counted, except the chosen chip's, itself counted up to the limit."""
-    monkeypatch.setattr(selectors, "SEARCH_COUNT_LIMIT", 5)
+    monkeypatch.setattr(selectors.counts, "SEARCH_COUNT_LIMIT", 5)
     _harbor_rows(personas, {SyncStatus.SYNCED: 6, SyncStatus.FAILED: 2})
 
     counts = selectors.project_status_counts(
@@ -150,7 +153,7 @@ def test_a_search_matching_more_than_the_limit_says_at_least(
     }
 
     # At the limit exactly, everything is counted.
-    monkeypatch.setattr(selectors, "SEARCH_COUNT_LIMIT", 8)
+    monkeypatch.setattr(selectors.counts, "SEARCH_COUNT_LIMIT", 8)
     exact = selectors.project_status_counts(
         company=personas.company, filters=ProjectFilters(q="harbor")
     )
@@ -161,7 +164,7 @@ def test_a_search_matching_more_than_the_limit_says_at_least(
 def test_a_page_past_the_search_limit_knows_only_whether_a_next_one_exists(
     personas: Personas, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(selectors, "SEARCH_COUNT_LIMIT", 5)
+    monkeypatch.setattr(selectors.counts, "SEARCH_COUNT_LIMIT", 5)
     _harbor_rows(personas, {SyncStatus.SYNCED: 7})
     pages = [
         selectors.project_page(
@@ -278,7 +281,7 @@ def test_every_sort_pages_in_the_same_order_as_a_full_sort(personas: Personas, s
 def test_a_deep_page_reads_its_ids_first_and_keeps_the_order(
     personas: Personas, monkeypatch: Any, django_assert_num_queries: Any
 ) -> None:
-    monkeypatch.setattr(selectors, "DEEP_PAGE_OFFSET", 3)
+    monkeypatch.setattr(selectors.projects, "DEEP_PAGE_OFFSET", 3)
     customer = QboCustomerFactory(company=personas.company)
     projects = StagedProjectFactory.create_batch(8, company=personas.company, qbo_customer=customer)
 
@@ -324,7 +327,7 @@ def test_listed_rows_skip_the_json_payloads(
 
     with django_assert_num_queries(2):  # counts, the page: nothing deferred is read
         page = selectors.project_page(company=personas.company, filters=ProjectFilters())
-        rows = [selectors.project_row(p, serial=s, urls=ROW_URLS) for s, p in page.rows()]
+        rows = [project_row(p, serial=s, urls=ROW_URLS) for s, p in page.rows()]
 
     assert {"source_payload", "last_request", "last_response", "address"} <= (
         page.projects[0].get_deferred_fields()
@@ -337,7 +340,7 @@ def test_row_dates_read_as_the_date_filter_shows_them(personas: Personas, month:
     day = dt.date(987 if month == 2 else 2025, month, 9)
     project = StagedProjectFactory(company=personas.company, start_date=day, end_date=None)
 
-    row = selectors.project_row(project, serial=0, urls=ROW_URLS)
+    row = project_row(project, serial=0, urls=ROW_URLS)
 
     shown = Template('{{ d|date:"M j, Y"|default:"—" }}').render(Context({"d": day}))
     assert (row.start_label, row.end_label) == (shown, "—")
@@ -355,7 +358,7 @@ def test_row_text_is_escaped_once_and_defaults_like_the_template(personas: Perso
         last_synced_at=dt.datetime(2025, 5, 1, 13, 45, tzinfo=dt.UTC),
     )
 
-    row = selectors.project_row(project, serial=0, urls=ROW_URLS)
+    row = project_row(project, serial=0, urls=ROW_URLS)
     html = Template("{{ row.name }}|{{ row.name_label }}|{{ row.number_label }}").render(
         Context({"row": row})
     )
@@ -387,7 +390,7 @@ def test_row_text_is_escaped_once_and_defaults_like_the_template(personas: Perso
 def test_page_links_have_first_last_and_a_window(
     number: int, pages: int, expected: list[int | None]
 ) -> None:
-    links = selectors._page_links(number, pages)
+    links = selectors.projects._page_links(number, pages)
     assert [link.number for link in links] == expected
     assert [link.number for link in links if link.current] == [number]
 
@@ -467,7 +470,7 @@ def test_history_reads_diffs_in_both_shapes(personas: Personas) -> None:
     ],
 )
 def test_csv_safe(value: str, expected: str) -> None:
-    assert selectors.csv_safe(value) == expected
+    assert csv_safe(value) == expected
 
 
 def test_redaction_by_key_and_by_value() -> None:
@@ -482,7 +485,7 @@ def test_redaction_by_key_and_by_value() -> None:
         "tokens": 3,
     }
 
-    redacted = selectors.redact_secrets(payload)
+    redacted = redact_secrets(payload)
 
     assert redacted == {
         "access_token": REDACTED,
@@ -500,7 +503,7 @@ def test_redaction_by_key_and_by_value() -> None:
 def test_json_documents_are_pretty_and_empty_when_missing(personas: Personas) -> None:
     project = StagedProject(company=personas.company, source_payload={"a": 1})
 
-    docs = selectors.project_json_documents(project=project, next_request={"note": "x"})
+    docs = project_json_documents(project=project, next_request={"note": "x"})
 
     assert [d.slug for d in docs] == ["source", "next-request", "last-request", "last-response"]
     assert docs[0].text == '{\n  "a": 1\n}'
@@ -546,7 +549,7 @@ def test_searches_read_their_few_matches_or_stop_at_the_limit(personas: Personas
             company=personas.company, filters=ProjectFilters(q=text), with_status=False
         )
         read = matching.order_by().values_list("status", flat=True)
-        with selectors._search_reads():
+        with selectors.counts._search_reads():
             return read[: selectors.SEARCH_COUNT_LIMIT + 1].explain(analyze=True)
 
     selective = status_read_plan("P-1234")

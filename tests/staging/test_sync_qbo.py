@@ -12,6 +12,7 @@ import pytest
 from django.db.models import QuerySet
 
 from integrations.models import QboConnection, QboConnectionStatus, QboCustomer
+from integrations.retry import QBO_RETRY
 from qbo_client.emulator import QboEmulator
 from staging.models import ChangeEvent, EventKind, StagedProject, SyncStatus
 from staging.sync.outcomes import projects_claim, projects_release
@@ -44,7 +45,8 @@ def _mapped_projects(personas: Personas, count: int, **attrs: Any) -> list[Stage
 
 
 def _sync_in_process(personas: Personas, projects: QuerySet[StagedProject] | None = None) -> None:
-    """Queue, then run what a worker runs, with transient retries like the task's."""
+    """Queue, then run what a worker runs, with as many tries as the retry policy allows
+    (its backoff skipped)."""
     summary = projects_enqueue_sync(
         company=personas.company,
         projects=projects if projects is not None else StagedProject.objects.all(),
@@ -52,7 +54,7 @@ def _sync_in_process(personas: Personas, projects: QuerySet[StagedProject] | Non
     )
     assert summary.queued
     ids = list(StagedProject.objects.filter(status=SyncStatus.QUEUED).values_list("pk", flat=True))
-    for _attempt in range(5):
+    for _try in range(QBO_RETRY.max_tries):
         lease, claimed = projects_claim(project_ids=ids)
         try:
             projects_push(lease=lease, projects=claimed)

@@ -1,5 +1,5 @@
 """The sync's single-request path: when the realm's batch window is full, a chunk is written
-as one ``POST /customer`` per row from the rest of the request budget (qbo_push._send).
+as one ``POST /customer`` per row from the rest of the request budget (staging/sync/send.py).
 
 Same guarantees as the batch path: a lookup before any create, a requestid derived from
 the attempt on every write (a lost response is replayed, not applied twice), 6240 adoption.
@@ -130,8 +130,8 @@ def test_transient_error_mid_chunk_keeps_written_rows_and_retries_the_rest(
 ) -> None:
     _batch_window_used(one_batch_per_window, connected)
     projects = _mapped_projects(personas, 3)
-    # The first create goes through; the second fails more times than the client retries
-    # (4 retries): the task retries that row and the third; the first keeps its outcome.
+    # The first create goes through; the second fails five times (the client raises each
+    # 503 at once): the task retries that row and the third; the first keeps its outcome.
     control(connected, "POST", "faults", json={"kind": "latency", "ms": 0, "path": "/customer"})
     control(connected, "POST", "faults", json={"kind": "503", "path": "/customer", "count": 5})
     control(connected, "POST", "counters/reset")
@@ -141,7 +141,7 @@ def test_transient_error_mid_chunk_keeps_written_rows_and_retries_the_rest(
     assert ChangeEvent.objects.filter(kind=EventKind.SYNCED).count() == 3
     routes = _routes(connected)
     assert routes.get("POST customer") == 1 + 5 + 2  # no row sent again once written
-    assert routes.get("POST query") == 2  # the retry looked the two rows up again
+    assert routes.get("POST query") == 1 + 5  # each of the 5 retries looked the rows up again
 
 
 def test_single_rows_are_written_ten_at_a_time(

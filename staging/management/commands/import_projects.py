@@ -8,13 +8,9 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from integrations.models import Company
+from staging.imports.pages import import_run_execute
+from staging.imports.runs import COUNT_KEYS, ImportRefused, import_run_create
 from staging.models import RunKind, RunState
-from staging.services.imports import (
-    COUNT_KEYS,
-    ImportRefused,
-    import_run_create,
-    import_run_execute,
-)
 
 MODES = {"new": RunKind.IMPORT_NEW, "all": RunKind.IMPORT_ALL, "selected": RunKind.IMPORT_SELECTED}
 

@@ -1,4 +1,6 @@
-"""Classification of every fault shape QBO (or a proxy) sends (reference §4)."""
+"""Classification of every fault shape QBO (or a proxy) sends:
+https://developer.intuit.com/app/developer/qbo/docs/develop/troubleshooting/error-codes
+"""
 
 from __future__ import annotations
 
@@ -157,7 +159,8 @@ def test_lowercase_json_429_is_throttled() -> None:
 
 
 def test_capitalised_3001_is_throttled_even_on_400() -> None:
-    # python-quickbooks would report this as a ValidationException (reference §11).
+    # python-quickbooks would report this as a ValidationException
+    # (https://github.com/ej2/python-quickbooks).
     assert isinstance(classify(400, service_fault("3001")), ThrottledError)
 
 
@@ -189,7 +192,7 @@ def test_unknown_code_is_permanent() -> None:
 
 
 def test_fault_without_code_does_not_crash() -> None:
-    # python-quickbooks raises TypeError on this shape (reference §11).
+    # python-quickbooks raises TypeError on this shape (https://github.com/ej2/python-quickbooks).
     err = classify(400, service_fault(None))
     assert isinstance(err, PermanentError)
     assert err.code is None

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Callable
 
@@ -13,15 +12,18 @@ import requests
 from qbo_client.client import (
     BatchItem,
     QboClient,
+    QboCustomerData,
     RequestRecord,
 )
 from qbo_client.config import QboConfig
 from qbo_client.emulator import QboEmulator
 from qbo_client.errors import (
+    ConnectionDroppedError,
     NeedsActionError,
     NotFoundError,
     ReconnectRequired,
     StaleObjectError,
+    ThrottledError,
     TransientError,
 )
 from qbo_client.ratelimit import NullRateLimiter, RealmRateLimiter
@@ -167,7 +169,17 @@ def test_write_request_ids_are_validated(qbo: QboClient) -> None:
         qbo.create_customer({"DisplayName": "X"}, "")
 
 
-# --- retries without duplicates -----------------------------------------------------------
+# --- typed errors at once; a resend only for a dropped connection ---------------------------
+
+
+def _until_created(call: Callable[[], object], tries: int = 5) -> tuple[object, int]:
+    """What the calling task does: call again after a TransientError (its backoff skipped)."""
+    for attempt in range(1, tries + 1):
+        try:
+            return call(), attempt
+        except TransientError:
+            continue
+    raise AssertionError(f"still failing after {tries} calls")
 
 
 @pytest.mark.parametrize("kind", ["500", "503", "lost_response"])
@@ -177,93 +189,108 @@ def test_retry_after_server_error_or_lost_response_creates_no_duplicate(
     control: Control,
     qbo_emulator: QboEmulator,
     records: list[RequestRecord],
+    sleeps: list[float],
 ) -> None:
     control.fault(kind=kind, method="POST", path="/customer", count=2)
-    created = qbo.create_customer({"DisplayName": "Retry Co"}, "retry-create-1")
+    created, calls = _until_created(
+        lambda: qbo.create_customer({"DisplayName": "Retry Co"}, "retry-create-1")
+    )
     assert len(customers_named(qbo_emulator, "Retry Co")) == 1
     attempts = writes(records)
     assert len(attempts) == 3
     assert {a.url for a in attempts} == {attempts[0].url}  # same requestid every time
     assert "requestid=retry-create-1" in attempts[0].url
     assert attempts[-1].status == 200
+    assert sleeps == []  # the client never waits; the caller's backoff decides when
     counters = control.get("counters")
     if kind == "lost_response":
-        # Both lost attempts executed; the retries were replayed, not applied again.
+        # A dropped connection is resent once at once: the first call sent twice (both
+        # executed, the resend replayed) and raised; the second call was replayed too.
+        assert calls == 2
         assert counters["replays"] == 2
         assert [a.status for a in attempts[:2]] == [None, None]
     else:
+        # A 5xx is raised at once: one request per call.
+        assert calls == 3
         assert counters["statuses"][kind] == 2
-    assert created.display_name == "Retry Co"
+    assert isinstance(created, QboCustomerData) and created.display_name == "Retry Co"
 
 
-def test_retry_after_timeout_creates_no_duplicate(
+def test_server_error_is_raised_at_once_without_sleeping(
+    qbo: QboClient, control: Control, records: list[RequestRecord], sleeps: list[float]
+) -> None:
+    control.fault(kind="503", path="/query", count=10)
+    with pytest.raises(TransientError) as excinfo:
+        qbo.find_customers_by_display_name("Anyone")
+    assert type(excinfo.value) is TransientError
+    assert excinfo.value.status == 503
+    assert control.get("counters")["statuses"]["503"] == 1
+    assert [r.status for r in records] == [503]
+    assert sleeps == []
+
+
+def test_timeout_is_raised_and_the_next_call_replays(
     qbo_emulator: QboEmulator,
     control: Control,
     make_client: Callable[..., QboClient],
     records: list[RequestRecord],
+    sleeps: list[float],
 ) -> None:
     client = make_client(config=config_for(qbo_emulator, timeout_seconds=0.4))
     assert isinstance(client._qb.session.get_adapter("http://x"), TimeoutHTTPAdapter)
     # The server commits the create, then stalls past the client's timeout.
     control.fault(kind="timeout", method="POST", path="/customer", seconds=1.0, commit=True)
     started = time.monotonic()
-    client.create_customer({"DisplayName": "Slow Co"}, "timeout-create-1")
+    with pytest.raises(TransientError) as excinfo:
+        client.create_customer({"DisplayName": "Slow Co"}, "timeout-create-1")
     assert time.monotonic() - started < 1.0  # gave up after 0.4 s, did not wait the stall out
+    assert excinfo.value.detail == "ReadTimeout"
+    assert not isinstance(excinfo.value, ConnectionDroppedError)  # not resent at once
+    # The task's next try sends the same requestid: QBO replays, no second customer.
+    client.create_customer({"DisplayName": "Slow Co"}, "timeout-create-1")
     assert len(customers_named(qbo_emulator, "Slow Co")) == 1
     first, second = writes(records)
     assert (first.status, first.error) == (None, "ReadTimeout")
     assert second.status == 200 and second.url == first.url
+    assert sleeps == []
 
 
 def test_sparse_update_retry_after_lost_response_applies_once(
-    qbo: QboClient, control: Control, qbo_emulator: QboEmulator
+    qbo: QboClient, control: Control, qbo_emulator: QboEmulator, sleeps: list[float]
 ) -> None:
     created = qbo.create_customer({"DisplayName": "Update Once"}, "upd-once-1")
     control.fault(kind="lost_response", method="POST", path="/customer")
     updated = qbo.sparse_update_customer(created.id, "0", {"Notes": "x"}, "upd-once-2")
-    # Replayed, not re-applied (a second apply would be a 5010 or SyncToken 2).
+    # Resent at once and replayed, not re-applied (a second apply would be a 5010 or
+    # SyncToken 2).
     assert updated.sync_token == "1"
     assert customers_named(qbo_emulator, "Update Once")[0]["SyncToken"] == "1"
+    assert sleeps == []
 
 
-def test_transient_errors_give_up_after_max_retries(
-    qbo_emulator: QboEmulator, control: Control, make_client: Callable[..., QboClient]
-) -> None:
-    client = make_client(config=config_for(qbo_emulator, max_retries=2))
-    control.fault(kind="503", path="/query", count=10)
-    with pytest.raises(TransientError) as excinfo:
-        client.find_customers_by_display_name("Anyone")
-    assert excinfo.value.status == 503
-    assert control.get("counters")["statuses"]["503"] == 3
-
-
-def test_429_pauses_the_realm_then_retries(
+def test_429_pauses_the_realm_and_raises_throttled_with_retry_after(
     qbo_emulator: QboEmulator,
     control: Control,
     make_client: Callable[..., QboClient],
     records: list[RequestRecord],
+    sleeps: list[float],
 ) -> None:
     limiter = RealmRateLimiter.from_url(None, window_seconds=1.0)  # 429 pause: 1 s
     client = make_client(limiter=limiter)
     control.fault(kind="429_xml", path="/query")
-    started = time.monotonic()
-    assert client.find_customers_by_display_name("Anyone") == []
-    elapsed = time.monotonic() - started
-    assert 0.9 <= elapsed < 3
-    assert [r.status for r in records] == [429, 200]
+    with pytest.raises(ThrottledError) as excinfo:
+        client.find_customers_by_display_name("Anyone")
+    # No Retry-After from QBO: the realm's pause is the answer to "how long".
+    assert excinfo.value.retry_after == limiter.default_pause_seconds == 1.0
+    assert [r.status for r in records] == [429]
+    assert sleeps == []
     # Every worker of the realm waits while the pause lasts, not only the throttled one.
-    control.fault(kind="429", path="/query")
+    assert limiter.pause_remaining(qbo_emulator.realm_id) > 0
     other = make_client(limiter=limiter)
-    throttled = threading.Thread(target=client.find_customers_by_display_name, args=("A",))
-    throttled.start()
-    deadline = time.monotonic() + 2
-    while limiter.pause_remaining(qbo_emulator.realm_id) <= 0 and time.monotonic() < deadline:
-        time.sleep(0.005)
     started = time.monotonic()
-    other.find_customers_by_display_name("B")
-    assert time.monotonic() - started >= 0.7
-    throttled.join(timeout=5)
-    assert control.get("counters")["sent_429"] == 2
+    assert other.find_customers_by_display_name("B") == []
+    assert time.monotonic() - started >= 0.5
+    assert control.get("counters")["sent_429"] == 1
 
 
 def test_repeated_401_after_refresh_needs_reconnect(qbo: QboClient, control: Control) -> None:
@@ -343,7 +370,9 @@ def test_request_records_carry_exchanges_but_no_tokens(
     records: list[RequestRecord],
 ) -> None:
     control.fault(kind="503", path="/customer")
-    qbo.create_customer({"DisplayName": "Recorded Co"}, "rec-1")
+    with pytest.raises(TransientError):
+        qbo.create_customer({"DisplayName": "Recorded Co"}, "rec-1")
+    qbo.create_customer({"DisplayName": "Recorded Co"}, "rec-1")  # the task's next try
     with pytest.raises(NeedsActionError):
         qbo.create_customer({"DisplayName": "Recorded Co"}, "rec-2")
     assert [r.status for r in records] == [503, 200, 400]
@@ -375,13 +404,17 @@ def test_unicode_names_round_trip_through_query(qbo: QboClient) -> None:
     assert [c.id for c in qbo.find_customers_by_display_name(name)] == [created.id]
 
 
-def test_connection_refused_is_transient(
-    qbo_emulator: QboEmulator, make_client: Callable[..., QboClient]
+def test_connection_refused_is_transient_after_one_resend(
+    qbo_emulator: QboEmulator,
+    make_client: Callable[..., QboClient],
+    records: list[RequestRecord],
+    sleeps: list[float],
 ) -> None:
-    client = make_client(
-        config=config_for(qbo_emulator, api_base_url="http://127.0.0.1:1/v3", max_retries=1)
-    )
+    client = make_client(config=config_for(qbo_emulator, api_base_url="http://127.0.0.1:1/v3"))
     with pytest.raises(TransientError) as excinfo:
         client.find_customers_by_display_name("Anyone")
+    assert isinstance(excinfo.value, ConnectionDroppedError)
     assert excinfo.value.detail == "ConnectionError"
     assert isinstance(excinfo.value.__cause__, requests.ConnectionError)
+    assert [(r.status, r.error) for r in records] == [(None, "ConnectionError")] * 2
+    assert sleeps == []

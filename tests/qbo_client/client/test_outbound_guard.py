@@ -85,12 +85,11 @@ def test_api_requests_are_refused_before_a_connect(
     control: Control,
     token_store: MemoryTokenStore,
     monkeypatch: pytest.MonkeyPatch,
+    sleeps: list[float],
 ) -> None:
     oauth.get_discovery(qbo_config)
     client = QboClient(guarded, qbo_emulator.realm_id, token_store, NullRateLimiter())
     before = _seen(control)
-    sleeps: list[float] = []
-    client._sleep = sleeps.append
     calls: list[Callable[[], Any]] = [
         lambda: client.get_customer("1"),
         lambda: client.query("SELECT * FROM Customer"),

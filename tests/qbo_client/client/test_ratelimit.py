@@ -1,4 +1,6 @@
-"""The per-realm limiter on Redis (shared by processes) and in memory (reference §5)."""
+"""The per-realm limiter on Redis (shared by processes) and in memory. QBO's limits:
+https://developer.intuit.com/app/developer/qbo/docs/learn/limits-and-throttles
+"""
 
 from __future__ import annotations
 
@@ -12,6 +14,25 @@ from qbo_client.errors import ThrottledError, TransientError
 from qbo_client.ratelimit import NullRateLimiter, RealmRateLimiter
 
 REALM = "9130357712345678"
+
+
+class FakeClock:
+    """Seconds; ``sleep`` advances time (the single-threaded tests below wait on it)."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        assert seconds >= 0
+        self.now += seconds
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
 
 
 @pytest.fixture(params=["memory", "redis"])
@@ -151,39 +172,39 @@ def test_in_flight_cap(make_limiter) -> None:
     assert peak == 3
 
 
-def test_pause_blocks_every_limiter_for_that_realm_only(make_limiter) -> None:
-    first = make_limiter(window_seconds=60)
-    second = make_limiter(window_seconds=60)
+def test_pause_blocks_every_limiter_for_that_realm_only(make_limiter, clock) -> None:
+    first = make_limiter(window_seconds=60, clock=clock, sleep=clock.sleep)
+    second = make_limiter(window_seconds=60, clock=clock, sleep=clock.sleep)
     first.pause(REALM, 0.4)
-    began = time.monotonic()
+    began = clock()
     with second.acquire("another-realm"):
-        assert time.monotonic() - began < 0.2
+        assert clock() == began  # another realm is not paused: no wait at all
     with second.acquire(REALM):
-        waited = time.monotonic() - began
-    assert 0.35 <= waited < 1.5
+        waited = clock() - began
+    # The pause, plus at most one poll's jitter (25 ms at a 60 s window).
+    assert 0.4 <= waited < 0.45
 
 
-def test_pause_is_extended_never_shortened(make_limiter) -> None:
-    limiter = make_limiter(window_seconds=60)
+def test_pause_is_extended_never_shortened(make_limiter, clock) -> None:
+    limiter = make_limiter(window_seconds=60, clock=clock, sleep=clock.sleep)
     limiter.pause(REALM, 0.5)
     limiter.pause(REALM, 0.05)
-    assert limiter.pause_remaining(REALM) > 0.3
+    assert limiter.pause_remaining(REALM) == pytest.approx(0.5)
 
 
-def test_default_pause_scales_with_window(make_limiter) -> None:
-    limiter = make_limiter(window_seconds=0.6)
+def test_default_pause_scales_with_window(make_limiter, clock) -> None:
+    limiter = make_limiter(window_seconds=0.6, clock=clock, sleep=clock.sleep)
     limiter.pause(REALM)  # default: 60 s scaled by 0.6/60
-    remaining = limiter.pause_remaining(REALM)
-    assert 0.3 < remaining <= 0.6
+    assert limiter.pause_remaining(REALM) == pytest.approx(0.6)
 
 
-def test_waiting_too_long_raises_throttled(make_limiter) -> None:
-    limiter = make_limiter(window_seconds=60, max_wait_seconds=0.2)
+def test_waiting_too_long_raises_throttled(make_limiter, clock) -> None:
+    limiter = make_limiter(window_seconds=60, max_wait_seconds=0.2, clock=clock, sleep=clock.sleep)
     limiter.pause(REALM, 5)
-    began = time.monotonic()
+    began = clock()
     with pytest.raises(ThrottledError), limiter.acquire(REALM):
         pass
-    assert time.monotonic() - began < 1
+    assert clock() - began <= 0.2  # gave up without waiting past max_wait_seconds
 
 
 def test_slots_are_shared_between_processes_on_redis(redis_url: str, redis_prefix: str) -> None:
@@ -204,20 +225,30 @@ def test_slots_are_shared_between_processes_on_redis(redis_url: str, redis_prefi
     assert peak == 2
 
 
-def test_killed_worker_slot_expires_with_its_lease(redis_url: str, redis_prefix: str) -> None:
-    dead = RealmRateLimiter.from_url(
-        redis_url, key_prefix=redis_prefix, max_in_flight=1, lease_seconds=0.4, margin=1.0
-    )
+def test_killed_worker_slot_expires_with_its_lease(
+    redis_url: str, redis_prefix: str, clock: FakeClock
+) -> None:
+    def worker() -> RealmRateLimiter:
+        return RealmRateLimiter.from_url(
+            redis_url,
+            key_prefix=redis_prefix,
+            max_in_flight=1,
+            lease_seconds=0.4,
+            margin=1.0,
+            clock=clock,
+            sleep=clock.sleep,
+        )
+
+    dead = worker()
     slot = dead.acquire(REALM)
     slot.__enter__()  # the worker dies here: never exits the block
     assert dead.in_flight(REALM) == 1
-    alive = RealmRateLimiter.from_url(
-        redis_url, key_prefix=redis_prefix, max_in_flight=1, lease_seconds=0.4, margin=1.0
-    )
-    began = time.monotonic()
+    alive = worker()
+    began = clock()
     with alive.acquire(REALM):
-        waited = time.monotonic() - began
-    assert 0.3 <= waited < 2
+        waited = clock() - began
+    # The lease, plus at most one poll and its jitter (50 + 25 ms at a 60 s window).
+    assert 0.4 <= waited < 0.5
     assert alive.in_flight(REALM) == 0
 
 
@@ -233,11 +264,13 @@ def test_redis_down_is_transient() -> None:
         RealmRateLimiter.from_url("redis://127.0.0.1:1/15").pause(REALM, 1)
 
 
-def test_null_limiter_never_blocks() -> None:
+def test_null_limiter_never_blocks(monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_sleep(seconds: float) -> None:
+        raise AssertionError(f"slept {seconds} s")
+
+    monkeypatch.setattr(time, "sleep", no_sleep)
     limiter = NullRateLimiter()
     limiter.pause(REALM, 100)
-    began = time.monotonic()
     for _ in range(100):
         with limiter.acquire(REALM, batch=True):
             pass
-    assert time.monotonic() - began < 0.1

@@ -4,13 +4,17 @@ Re-delivery is harmless: ``import_run_execute`` claims its run with a conditiona
 (pending → running), and a second delivery finds it claimed and does nothing. Linarc errors
 are not retried here: the client already retried transient ones with backoff, and the run
 then shows the failure; the scheduled pull simply runs again at its next interval.
+
+The task names are what the routing (staging/celery.py), the services that send these
+tasks by name (runs.IMPORT_TASK, integrations.services.rules.SCHEDULED_PULL_TASK) and the
+companies' PeriodicTasks know them by: never rename one.
 """
 
 from __future__ import annotations
 
 from celery import shared_task
 
-from staging.services.imports import import_run_execute, scheduled_pull_run
+from staging.imports.pages import import_run_execute, scheduled_pull_run
 
 
 @shared_task(name="staging.import_projects", acks_late=True)

@@ -4,7 +4,6 @@ import base64
 import hashlib
 import hmac
 import json
-import time
 from typing import Any
 
 import pytest
@@ -90,19 +89,19 @@ def test_not_json_is_a_400(client: Any, db: None, webhook_settings: None) -> Non
     assert _post(client, body, _sign(body)).status_code == 400
 
 
-def test_redelivery_is_stored_once_and_answers_fast(
+def test_redelivery_is_stored_once_and_the_work_is_queued(
     client: Any, db: None, webhook_settings: None, django_capture_on_commit_callbacks: Any
 ) -> None:
     body = _cloud("1", "5", "updated")
     with django_capture_on_commit_callbacks() as callbacks:
-        started = time.monotonic()
         first = _post(client, body, _sign(body))
-        elapsed = time.monotonic() - started
         second = _post(client, body, _sign(body))
     assert (first.status_code, first.json()) == (200, {"accepted": 1})
     assert (second.status_code, second.json()) == (200, {"accepted": 0})
+    # Intuit wants an answer within 3 s: the request stores the event and queues one task;
+    # nothing is read from QBO while Intuit waits.
     assert WebhookEvent.objects.count() == 1 and len(callbacks) == 1
-    assert elapsed < 3  # Intuit's delivery deadline; the work itself is queued
+    assert WebhookEvent.objects.get().processed_at is None
 
 
 def test_both_payload_formats_are_understood(client: Any, db: None, webhook_settings: None) -> None:

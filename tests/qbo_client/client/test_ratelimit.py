@@ -4,6 +4,7 @@ https://developer.intuit.com/app/developer/qbo/docs/learn/limits-and-throttles
 
 from __future__ import annotations
 
+import heapq
 import threading
 import time
 from collections.abc import Callable
@@ -60,17 +61,70 @@ def make_limiter(request: pytest.FixtureRequest) -> Callable[..., RealmRateLimit
     return build_redis
 
 
+class VirtualClock:
+    """Time shared by several threads, with no wall time in it: it stands still while any
+    thread works and, once every thread sleeps, jumps to the earliest wake-up. A moment read
+    right after ``acquire`` returns is then exactly the moment the limiter let the caller go.
+    """
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self._cond = threading.Condition()
+        self._running = 0  # worker threads not asleep
+        self._wakes: list[float] = []
+
+    def enlist(self, threads: int) -> None:
+        """``threads`` workers are about to start: each holds time still until it sleeps."""
+        with self._cond:
+            self._running += threads
+
+    def __call__(self) -> float:
+        with self._cond:
+            return self.now
+
+    def sleep(self, seconds: float) -> None:
+        assert seconds >= 0
+        if seconds == 0:
+            return
+        with self._cond:
+            wake = self.now + seconds
+            heapq.heappush(self._wakes, wake)
+            self._running -= 1
+            self._advance()
+            while self.now < wake:
+                self._cond.wait(timeout=1)
+
+    def done(self) -> None:
+        """A worker thread finished: it no longer holds time still."""
+        with self._cond:
+            self._running -= 1
+            self._advance()
+
+    def _advance(self) -> None:
+        if self._running or not self._wakes:
+            return
+        self.now = max(self.now, self._wakes[0])
+        while self._wakes and self._wakes[0] <= self.now:
+            heapq.heappop(self._wakes)
+            self._running += 1  # the woken thread runs again (it will see ``now``)
+        self._cond.notify_all()
+
+
 def hammer(
-    limiter_for: Callable[[int], RealmRateLimiter],
+    limiter_for: Callable[[int, VirtualClock], RealmRateLimiter],
     *,
     threads: int,
     per_thread: int,
     hold: float = 0.0,
     batch: bool = False,
     realm: str = REALM,
+    clock: VirtualClock | None = None,
 ) -> tuple[list[float], int]:
-    """``threads`` workers each acquire ``per_thread`` slots; returns the start times and the
-    highest number of slots held at once."""
+    """``threads`` workers each acquire ``per_thread`` slots, holding each for ``hold``
+    seconds, on one virtual clock; returns the moments they were let go (sorted) and the
+    most slots held at once."""
+    clock = clock or VirtualClock()
+    clock.enlist(threads)
     starts: list[float] = []
     lock = threading.Lock()
     active = 0
@@ -78,17 +132,19 @@ def hammer(
 
     def worker(index: int) -> None:
         nonlocal active, peak
-        limiter = limiter_for(index)
-        for _ in range(per_thread):
-            with limiter.acquire(realm, batch=batch):
-                with lock:
-                    starts.append(time.monotonic())
-                    active += 1
-                    peak = max(peak, active)
-                if hold:
-                    time.sleep(hold)
-                with lock:
-                    active -= 1
+        try:
+            limiter = limiter_for(index, clock)
+            for _ in range(per_thread):
+                with limiter.acquire(realm, batch=batch):
+                    with lock:
+                        starts.append(clock())
+                        active += 1
+                        peak = max(peak, active)
+                    clock.sleep(hold)
+                    with lock:
+                        active -= 1
+        finally:
+            clock.done()
 
     pool = [threading.Thread(target=worker, args=(i,)) for i in range(threads)]
     for t in pool:
@@ -100,10 +156,11 @@ def hammer(
 
 
 def max_in_any_window(starts: list[float], length: float) -> int:
+    """The most moments within any half-open interval (t - length, t]."""
     best = 0
     j = 0
     for i, t in enumerate(starts):
-        while starts[j] <= t - length:
+        while starts[j] <= t - length + 1e-9:
             j += 1
         best = max(best, i - j + 1)
     return best
@@ -131,41 +188,60 @@ def test_margin_and_compression_set_the_budget() -> None:
 
 def test_per_second_window_holds_under_concurrency(make_limiter) -> None:
     # window 6 s → "one second" is 0.1 s; 9 per 0.1 s after the margin.
-    starts, _ = hammer(lambda i: make_limiter(window_seconds=6), threads=8, per_thread=6)
+    starts, _ = hammer(
+        lambda i, clock: make_limiter(window_seconds=6, clock=clock, sleep=clock.sleep),
+        threads=8,
+        per_thread=6,
+    )
     assert len(starts) == 48
-    # 48 requests at 9 per 0.1 s cannot finish in under 0.5 s.
-    assert starts[-1] - starts[0] >= 0.45
-    # Measured after acquire returns, so allow a little scheduling slack on the window.
-    assert max_in_any_window(starts, 0.09) <= 9
+    assert max_in_any_window(starts, 0.1) <= 9
+    # 48 requests at 9 per 0.1 s cannot all go within 0.5 s.
+    assert starts[-1] - starts[0] >= 0.5
 
 
 def test_request_window_holds(make_limiter) -> None:
-    build = lambda i: make_limiter(  # noqa: E731
-        window_seconds=0.8, requests_per_minute=12, requests_per_second=100, margin=1.0
+    build = lambda i, clock: make_limiter(  # noqa: E731
+        window_seconds=0.8,
+        requests_per_minute=12,
+        requests_per_second=100,
+        margin=1.0,
+        clock=clock,
+        sleep=clock.sleep,
     )
     starts, _ = hammer(build, threads=4, per_thread=4)
     assert len(starts) == 16
-    assert max_in_any_window(starts, 0.75) <= 12
-    assert starts[-1] - starts[0] >= 0.75  # the 13th had to wait for the window
+    assert max_in_any_window(starts, 0.8) <= 12
+    assert starts[-1] - starts[0] >= 0.8  # the 13th had to wait for the window
 
 
 def test_batch_window_applies_only_to_batch_requests(make_limiter) -> None:
-    build = lambda i: make_limiter(  # noqa: E731
-        window_seconds=0.6, batch_requests_per_minute=3, requests_per_second=100, margin=1.0
+    build = lambda i, clock: make_limiter(  # noqa: E731
+        window_seconds=0.6,
+        batch_requests_per_minute=3,
+        requests_per_second=100,
+        margin=1.0,
+        clock=clock,
+        sleep=clock.sleep,
     )
-    began = time.monotonic()
-    plain, _ = hammer(build, threads=3, per_thread=3)
-    assert plain[-1] - began < 0.3  # 9 plain requests: no batch limit applies
-    starts, _ = hammer(build, threads=2, per_thread=2, batch=True, realm="other-realm")
-    assert max_in_any_window(starts, 0.55) <= 3
-    assert starts[-1] - starts[0] >= 0.55
+    clock = VirtualClock()  # one limiter (and so one clock) serves both rounds in memory
+    plain, _ = hammer(build, threads=3, per_thread=3, clock=clock)
+    # 9 plain requests: no batch limit applies, only the pacing of 100 per "second" (6 ms).
+    assert plain[-1] - plain[0] < 0.1
+    starts, _ = hammer(build, threads=2, per_thread=2, batch=True, realm="other-realm", clock=clock)
+    assert max_in_any_window(starts, 0.6) <= 3
+    assert starts[-1] - starts[0] >= 0.6
 
 
 def test_in_flight_cap(make_limiter) -> None:
     # Pacing spreads 500 per minute 120 ms apart; a budget this large paces 0.6 ms apart, so
     # only the in-flight cap keeps the 8 threads' 50 ms requests from overlapping.
-    build = lambda i: make_limiter(  # noqa: E731
-        max_in_flight=3, requests_per_second=100_000, requests_per_minute=100_000, margin=1.0
+    build = lambda i, clock: make_limiter(  # noqa: E731
+        max_in_flight=3,
+        requests_per_second=100_000,
+        requests_per_minute=100_000,
+        margin=1.0,
+        clock=clock,
+        sleep=clock.sleep,
     )
     starts, peak = hammer(build, threads=8, per_thread=2, hold=0.05)
     assert len(starts) == 16
@@ -210,13 +286,15 @@ def test_waiting_too_long_raises_throttled(make_limiter, clock) -> None:
 def test_slots_are_shared_between_processes_on_redis(redis_url: str, redis_prefix: str) -> None:
     # Separate limiter objects stand in for separate worker processes.
     _, peak = hammer(
-        lambda i: RealmRateLimiter.from_url(
+        lambda i, clock: RealmRateLimiter.from_url(
             redis_url,
             key_prefix=redis_prefix,
             max_in_flight=2,
             requests_per_second=100_000,
             requests_per_minute=100_000,
             margin=1.0,
+            clock=clock,
+            sleep=clock.sleep,
         ),
         threads=6,
         per_thread=2,

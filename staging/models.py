@@ -171,6 +171,13 @@ class StagedProject(models.Model):
             models.Index(
                 fields=["mapped_by"], condition=Q(mapped_by__isnull=False), name="staged_mapped_by"
             ),
+            # Suggestions: which customer the client's other mapped projects have
+            # (staging.services.suggestions), counted from the index alone.
+            models.Index(
+                fields=["company", "client_name", "qbo_customer"],
+                condition=Q(qbo_customer__isnull=False),
+                name="staged_client_mapped",
+            ),
             models.Index(
                 fields=["sync_run"], condition=Q(sync_run__isnull=False), name="staged_sync_run"
             ),

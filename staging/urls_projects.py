@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.urls import URLPattern, path
 
-from staging.project_views import drawers, listing, rows
+from staging.project_views import bulk_map, drawers, listing, rows
 
 P = "integration/erp/projects/"
 
@@ -15,6 +15,8 @@ urlpatterns: list[URLPattern] = [
     path(f"{P}sync/", listing.projects_sync, name="projects_sync"),
     path(f"{P}sync/preview/", listing.projects_sync_preview, name="projects_sync_preview"),
     path(f"{P}retry-failed/", listing.projects_retry_failed, name="projects_retry_failed"),
+    path(f"{P}map/preview/", bulk_map.projects_map_preview, name="projects_map_preview"),
+    path(f"{P}map/", bulk_map.projects_map_suggested, name="projects_map_suggested"),
     # One row: the QBO Customer picker, mapping, retry
     path(f"{P}<int:pk>/customers/", rows.project_customer_options, name="project_customer_options"),
     path(f"{P}<int:pk>/map/", rows.project_map_customer, name="project_map_customer"),

@@ -2,8 +2,9 @@
 
 The same ``count`` and ``seed`` always give the same projects (the demo, the tests and the
 benchmarks rely on it). Most clients are :data:`DEMO_CLIENT_NAMES`, which the QBO emulator's
-demo seed also uses, so the demo has projects whose client already exists in QuickBooks;
-a few are :data:`OTHER_CLIENT_NAMES`, which do not, so the *Needs Action* path shows too.
+demo seed also holds (32 of them under the same name, 5 spelled differently, 3 not at all), so
+most demo projects find their client in QuickBooks; a few are :data:`OTHER_CLIENT_NAMES`,
+which are not in QBO, so the *Needs Action* path shows too.
 """
 
 from __future__ import annotations
@@ -18,7 +19,10 @@ from typing import Any, Final, NamedTuple
 
 from linarc_client import contract as c
 
-# Top-level customers of the demo company, shared with the QBO emulator's demo seed.
+# Top-level customers of the demo company. The QBO emulator's demo seed has them too
+# (qbo_client/emulator/seed.py): most under the same DisplayName, five spelled a little
+# differently, three missing (Oakmont Church of the Valley, Copper Canyon Foods, Prairie
+# Wind Energy).
 DEMO_CLIENT_NAMES: Final[tuple[str, ...]] = (
     "Cascade County Schools",
     "Northgate Medical Partners",

@@ -1,8 +1,11 @@
 """Deterministic seed data: ``empty`` or ``demo`` (a construction company's books).
 
-The demo company has 60 active top-level clients, two inactive clients, a handful of jobs
-(sub-customers, one nested two levels deep), vendors and employees. Ids, names, addresses
-and timestamps are the same on every run.
+The demo company has 60 active top-level clients of its own, two inactive clients, a handful
+of jobs (sub-customers, one nested two levels deep), vendors and employees, and then 35 more
+top-level clients that are the Linarc emulator's demo clients: 30 under exactly the Linarc
+name, 5 spelled a little differently, as a bookkeeper would have typed them. Three Linarc demo
+clients, and all of Linarc's ``OTHER_CLIENT_NAMES``, are not customers at all. Ids, names,
+addresses and timestamps are the same on every run.
 """
 
 from __future__ import annotations
@@ -82,6 +85,59 @@ DEMO_CLIENTS = (
     "Larkspur Community Hospital",
 )
 DEMO_INACTIVE_CLIENTS = ("Old Mill District Partners", "Benton Street Lofts")
+# The Linarc emulator's demo clients (``linarc_client.emulator.data.DEMO_CLIENT_NAMES``),
+# written out because qbo_client must not import linarc_client. With them, most projects of the
+# Linarc demo find their client in QuickBooks. Created after every other demo entity, so the
+# Ids above stay what they were. "Cascade County Schools" and "Northgate Medical Partners" are
+# in DEMO_CLIENTS already.
+# Under exactly the Linarc spelling:
+DEMO_LINARC_CLIENTS = (
+    "Summit Ridge Property Management",
+    "Harborview Hospitality",
+    "Pinecrest Unified School District",
+    "Lakeshore Retail Holdings",
+    "Silver Creek Municipal Utilities",
+    "Bayside Community College",
+    "Granite Peak Logistics",
+    "Meridian Health System",
+    "Cedar Valley Water District",
+    "Ironwood Industrial Partners",
+    "Blue Heron Apartments LLC",
+    "Fairview Public Library",
+    "Crescent Bay Marina",
+    "Redstone Capital Real Estate",
+    "Hillcrest Veterinary Clinic",
+    "Brookside Office Park",
+    "Sunnyvale Fire Protection District",
+    "Mountain View Credit Union",
+    "Willow Springs HOA",
+    "Coastal Transit Authority",
+    "Grandview Hotel Group",
+    "Maplewood Dental Associates",
+    "Trinity Lutheran School",
+    "Falcon Ridge Data Centers",
+    "Golden Gate Self Storage",
+    "Aspen Grove Medical Center",
+    "Lincoln Heights Housing Authority",
+    "Tri-County Sheriff's Office",
+    "Stonebridge Golf Club",
+    "Parkside Animal Hospital",
+)
+# (Linarc spelling, QBO DisplayName): the same client typed differently in QuickBooks (a
+# suffix added, punctuation dropped, "&" written out), so an exact name match misses them.
+DEMO_LINARC_CLIENTS_RESPELLED = (
+    ("Riverside Development Group", "Riverside Development Group, Inc."),
+    ("St. Jude's Parish", "St Jude's Parish"),
+    ("Ridgeline Brewing Co.", "Ridgeline Brewing Company"),
+    ("Evergreen Senior Living", "Evergreen Senior Living LLC"),
+    ("Westfield Parks & Recreation", "Westfield Parks and Recreation"),
+)
+# Linarc demo clients deliberately not in QBO, so the "client missing in QBO" case shows.
+DEMO_LINARC_CLIENTS_MISSING = (
+    "Oakmont Church of the Valley",
+    "Copper Canyon Foods",
+    "Prairie Wind Energy",
+)
 # (parent DisplayName, job DisplayName)
 DEMO_JOBS = (
     ("Cascade County Schools", "CCS-2417 Maple Ridge Gym Addition"),
@@ -154,15 +210,9 @@ def seed_company(company: Company, seed: str) -> None:
 
 def _seed_demo(company: Company) -> None:
     moments = (_DEMO_EPOCH + timedelta(minutes=17 * i) for i in range(10_000))
-    for index, name in enumerate(DEMO_CLIENTS + DEMO_INACTIVE_CLIENTS):
-        body: JsonDict = {
-            "DisplayName": name,
-            "CompanyName": name,
-            "BillAddr": _address(index),
-            "PrimaryEmailAddr": {"Address": f"ap@{_email_domain(name)}"},
-            "PrimaryPhone": {"FreeFormNumber": f"(541) 555-{1000 + index * 7:04d}"},
-        }
-        accounting.create_entity(company, CUSTOMER, body, next(moments))
+    own_clients = DEMO_CLIENTS + DEMO_INACTIVE_CLIENTS
+    for index, name in enumerate(own_clients):
+        accounting.create_entity(company, CUSTOMER, _client_body(index, name), next(moments))
     by_name = {c["DisplayName"]: c["Id"] for c in company.values("Customer")}
     for parent_name, job_name in DEMO_JOBS:
         parent_id = by_name[parent_name]
@@ -209,6 +259,20 @@ def _seed_demo(company: Company) -> None:
         accounting.create_entity(
             company, EMPLOYEE, {"GivenName": given, "FamilyName": family}, next(moments)
         )
+    # Last, so that every Id above is the one it had before these were added.
+    linarc_clients = DEMO_LINARC_CLIENTS + tuple(qbo for _, qbo in DEMO_LINARC_CLIENTS_RESPELLED)
+    for index, name in enumerate(linarc_clients, start=len(own_clients)):
+        accounting.create_entity(company, CUSTOMER, _client_body(index, name), next(moments))
+
+
+def _client_body(index: int, name: str) -> JsonDict:
+    return {
+        "DisplayName": name,
+        "CompanyName": name,
+        "BillAddr": _address(index),
+        "PrimaryEmailAddr": {"Address": f"ap@{_email_domain(name)}"},
+        "PrimaryPhone": {"FreeFormNumber": f"(541) 555-{1000 + index * 7:04d}"},
+    }
 
 
 def seed_entities(company: Company, payload: Mapping[str, Any], now: datetime) -> list[JsonDict]:

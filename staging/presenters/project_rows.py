@@ -18,6 +18,7 @@ from django.utils.html import conditional_escape
 from django.utils.safestring import SafeString
 
 from staging.models import StagedProject
+from staging.services.suggestions import Suggestion
 from staging.templatetags.bidi import strip_bidi_controls, strip_bidi_overrides
 
 
@@ -53,6 +54,10 @@ class ProjectRow:
     qbo_record_id: SafeString
     last_synced_label: SafeString  # "" when never synced
     queue_label: SafeString  # a Queued row's wait and estimate, else ""
+    suggestion_id: SafeString  # an unmapped row's suggested customer (its pk), else ""
+    suggestion_name: SafeString
+    suggestion_reason: SafeString
+    suggestion_differs: bool  # the suggested name is not the Linarc client's
     map_url: SafeString
     retry_url: SafeString
     customers_url: SafeString
@@ -111,9 +116,11 @@ def project_row(
     serial: int,
     urls: Mapping[str, str],
     queue_label: str = "",
+    suggestion: Suggestion | None = None,
 ) -> ProjectRow:
     """The display values of one listed row (`urls`: its links, see project_views.RowUrls;
-    `queue_label`: a Queued row's wait, see staging.sync.queue.QueueEstimate)."""
+    `queue_label`: a Queued row's wait, see staging.sync.queue.QueueEstimate;
+    `suggestion`: an unmapped row's likely customer, see staging.services.suggestions)."""
     customer = project.qbo_customer
     problems = _problem_texts(project.problems)
     count = len(problems)
@@ -149,6 +156,10 @@ def project_row(
             else SafeString("")
         ),
         queue_label=_text(queue_label),
+        suggestion_id=SafeString(str(suggestion.customer_id) if suggestion else ""),  # digits
+        suggestion_name=_text(suggestion.display_name if suggestion else ""),
+        suggestion_reason=_text(suggestion.reason if suggestion else ""),
+        suggestion_differs=bool(suggestion and suggestion.differs_from_client),
         map_url=_text(urls["map"]),
         retry_url=_text(urls["retry"]),
         customers_url=_text(urls["customers"]),

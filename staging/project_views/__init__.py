@@ -3,6 +3,7 @@
 - `table`: the parts of the table beyond its rows (row URLs, sort headers, chips, pager);
 - `listing`: the list page, the poll while rows are Queued, and the bulk actions on a
   selection (Select All, Sync to QBO and its preview, Retry all failed);
+- `bulk_map`: *Map selected…*, its confirmation and the mapping of many rows at once;
 - `rows`: the actions of one row (the QBO Customer picker and permanent mapping, retry);
 - `drawers`: Change History (and its CSV), Json Script, Manual Mapping.
 

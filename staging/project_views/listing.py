@@ -148,7 +148,7 @@ def project_rows(request: HtmxHttpRequest) -> HttpResponse:
 # --- bulk: Select All, Sync to QBO, Retry all failed -------------------------------------
 
 
-def _selection(request: HttpRequest, params: QueryDict) -> tuple[ProjectFilters, bool, Any]:
+def selection(request: HttpRequest, params: QueryDict) -> tuple[ProjectFilters, bool, Any]:
     filters = selectors.project_filters_from(params)
     select_all = params.get("select_all") == "1"
     ids = selectors.parse_project_ids(params.getlist("ids"))
@@ -158,7 +158,7 @@ def _selection(request: HttpRequest, params: QueryDict) -> tuple[ProjectFilters,
     return filters, (select_all or bool(ids)), projects
 
 
-def _after_bulk(
+def after_bulk(
     request: HtmxHttpRequest, filters: ProjectFilters, text: str, *, level: int, status: int = 200
 ) -> HttpResponse:
     messages.add_message(request, level, text)
@@ -170,9 +170,9 @@ def _after_bulk(
 @require_POST
 @company_required(Role.OPERATOR)
 def projects_sync(request: HtmxHttpRequest) -> HttpResponse:
-    filters, chosen, projects = _selection(request, request.POST)
+    filters, chosen, projects = selection(request, request.POST)
     if not chosen:
-        return _after_bulk(
+        return after_bulk(
             request,
             filters,
             "Select one or more projects first (click a serial number, or Select All).",
@@ -183,7 +183,7 @@ def projects_sync(request: HtmxHttpRequest) -> HttpResponse:
         company=current_company(request), projects=projects, actor=request.user
     )
     level = messages.SUCCESS if summary.queued else messages.WARNING
-    return _after_bulk(request, filters, summary.describe(), level=level)
+    return after_bulk(request, filters, summary.describe(), level=level)
 
 
 @require_GET
@@ -191,7 +191,7 @@ def projects_sync(request: HtmxHttpRequest) -> HttpResponse:
 def projects_sync_preview(request: HtmxHttpRequest) -> HttpResponse:
     """What Sync to QBO would do with the current selection (no writes): the button's
     tooltip and the line under the toolbar."""
-    _filters, chosen, projects = _selection(request, request.GET)
+    _filters, chosen, projects = selection(request, request.GET)
     summary = (
         sync.sync_preview(company=current_company(request), projects=projects) if chosen else None
     )
@@ -208,5 +208,5 @@ def projects_retry_failed(request: HtmxHttpRequest) -> HttpResponse:
     )
     if summary.queued:
         text = f"Retrying {summary.queued} failed project{'s' if summary.queued != 1 else ''}."
-        return _after_bulk(request, filters, text, level=messages.SUCCESS)
-    return _after_bulk(request, filters, "No failed projects match this view.", level=messages.INFO)
+        return after_bulk(request, filters, text, level=messages.SUCCESS)
+    return after_bulk(request, filters, "No failed projects match this view.", level=messages.INFO)

@@ -14,6 +14,7 @@ from staging import selectors
 from staging.models import StagedProject
 from staging.presenters.project_rows import ProjectRow, project_row
 from staging.selectors import ProjectFilters, ProjectPage
+from staging.services.suggestions import Suggestion, suggestions_for
 from staging.sync import queue as sync
 
 
@@ -59,23 +60,33 @@ class RowUrls:
         return {key: url.replace(_PK_SENTINEL, str(pk)) for key, url in self._patterns.items()}
 
     def row(
-        self, project: StagedProject, serial: int, queue: sync.QueueEstimate | None = None
+        self,
+        project: StagedProject,
+        serial: int,
+        queue: sync.QueueEstimate | None = None,
+        suggestion: Suggestion | None = None,
     ) -> ProjectRow:
         return project_row(
             project,
             serial=serial,
             urls=self(project.pk),
             queue_label=queue.label() if queue else "",
+            suggestion=suggestion,
         )
 
     def rows(self, numbered: list[tuple[int, StagedProject]]) -> list[ProjectRow]:
-        """Rows of one company, with the Queued ones' wait and estimate."""
+        """Rows of one company, with the Queued ones' wait and estimate and the unmapped
+        ones' suggested customer."""
         if not numbered:
             return []
-        estimates = sync.queue_estimates(
-            company_id=numbered[0][1].company_id, projects=[p for _, p in numbered]
-        )
-        return [self.row(p, serial, estimates.get(p.pk)) for serial, p in numbered]
+        company_id = numbered[0][1].company_id
+        projects = [p for _, p in numbered]
+        estimates = sync.queue_estimates(company_id=company_id, projects=projects)
+        suggestions = suggestions_for(company_id=company_id, projects=projects)
+        return [
+            self.row(p, serial, estimates.get(p.pk), suggestions.get(p.pk))
+            for serial, p in numbered
+        ]
 
 
 # What the row partial tests on every row, present and false in every context that renders

@@ -1,8 +1,8 @@
 """The permanent customer mapping, suggestions, and Manual Mapping to an existing QBO job.
 
 Mapping is write-once. The service claims it with a conditional UPDATE (`qbo_customer IS
-NULL`), so two browsers racing get one winner and one clear 409; the database trigger of
-migration staging/0002 refuses any later change from any other path.
+NULL`), so two browsers racing get one winner and one clear 409; a database trigger
+(staging/triggers.py) refuses any later change from any other path.
 """
 
 from __future__ import annotations
@@ -12,12 +12,12 @@ from dataclasses import dataclass
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from integrations.actors import Actor
+from integrations.actors import Actor, actor_user
 from integrations.errors import Conflict, Refused
 from integrations.models import Company, QboCustomer
-from qbo_client.names import normalize_for_compare
 from staging.models import EventKind, StagedProject, SyncStatus
 from staging.services.events import event_record
+from staging.services.suggestions import client_key, client_suggestions
 
 
 class MappingError(Refused):
@@ -79,7 +79,7 @@ def _parent_customer(*, company: Company, qbo_customer_id: int) -> QboCustomer:
     return customer
 
 
-def _status_after_mapping(project: StagedProject) -> tuple[str, str]:
+def status_after_mapping(project: StagedProject) -> tuple[str, str]:
     if project.problems:
         return SyncStatus.NEEDS_ACTION, "; ".join(project.problems)
     if project.status in (SyncStatus.NEEDS_ACTION, ""):
@@ -95,7 +95,7 @@ def project_map_customer(
     now = timezone.now()
     claimed = StagedProject.objects.filter(
         pk=project_id, company=company, qbo_customer__isnull=True
-    ).update(qbo_customer=customer, mapped_by=actor, mapped_at=now, updated_at=now)
+    ).update(qbo_customer=customer, mapped_by=actor_user(actor), mapped_at=now, updated_at=now)
     project = StagedProject.objects.select_related("qbo_customer").get(
         pk=project_id, company=company
     )
@@ -105,7 +105,7 @@ def project_map_customer(
             f"This project is already mapped to “{project.qbo_customer.display_name}”; "
             "the mapping is permanent."
         )
-    project.status, project.status_reason = _status_after_mapping(project)
+    project.status, project.status_reason = status_after_mapping(project)
     project.save(update_fields=["status", "status_reason"])
     event_record(
         project=project,
@@ -118,24 +118,29 @@ def project_map_customer(
 
 
 def customer_suggestions(*, project: StagedProject, limit: int = 3) -> list[CustomerSuggestion]:
-    """Customers whose name matches the project's Linarc client name. Shown, never applied."""
-    client = normalize_for_compare(project.client_name or "")
-    if not client or project.qbo_customer_id:
+    """For the picker's top: the project's best suggestion (staging.services.suggestions)
+    with its reason, then customers whose name contains the Linarc client's. Shown, never
+    applied."""
+    key = client_key(project.client_name)
+    if not key or project.qbo_customer_id:
         return []
-    candidates = QboCustomer.objects.filter(
-        company_id=project.company_id, is_job=False, active=True, search_name__contains=client
-    )[:20]
     suggestions: list[CustomerSuggestion] = []
-    for customer in candidates:
-        name = normalize_for_compare(customer.display_name)
-        if name == client:
-            suggestions.insert(0, CustomerSuggestion(customer, "Same name as the Linarc client"))
-        else:
-            suggestions.append(
-                CustomerSuggestion(
-                    customer, f"Contains the Linarc client name “{project.client_name}”"
-                )
-            )
+    best = client_suggestions(company_id=project.company_id, client_names=[project.client_name])
+    if key in best:
+        customer = QboCustomer.objects.filter(pk=best[key].customer_id).first()
+        if customer is not None:
+            suggestions.append(CustomerSuggestion(customer, best[key].reason))
+    containing = QboCustomer.objects.filter(
+        company_id=project.company_id,
+        is_job=False,
+        active=True,
+        deleted_in_qbo=False,
+        search_name__contains=key,
+    ).exclude(pk__in=[s.customer.pk for s in suggestions])
+    for customer in containing.order_by("search_name", "pk")[: limit - len(suggestions)]:
+        suggestions.append(
+            CustomerSuggestion(customer, f"Contains the Linarc client name “{project.client_name}”")
+        )
     return suggestions[:limit]
 
 

@@ -88,10 +88,10 @@
     }
   }
 
-  // The Sync to QBO form and its preview form (toolbar_actions in projects.html) send the
-  // same selection.
+  // The Sync to QBO form, its preview form and Map selected… (toolbar_actions in
+  // projects.html) send the same selection.
   function fillSyncForm() {
-    ["sync-form", "sync-preview-form"].forEach((id) => {
+    ["sync-form", "sync-preview-form", "map-form"].forEach((id) => {
       const form = $(id);
       if (!form) return;
       form.elements.ids.value = state.all ? "" : Array.from(state.selected).join(",");
@@ -205,18 +205,31 @@
     return bdi;
   }
 
+  // Names compared as QBO compares them (qbo_client/names.py): case and spaces ignored.
+  function comparable(name) {
+    return name.replace(BIDI_CONTROLS, "").replace(/\s+/g, " ").trim().toLowerCase();
+  }
+
   function chooseCustomer(option) {
     const row = option.closest("tr");
     const dialog = $("map-confirm");
     pending.row = row;
     pending.customerId = option.dataset.customerId;
-    $("map-confirm-text").replaceChildren(
+    const text = [
       "This mapping is permanent and cannot be changed. Map “",
       isolatedName(row.dataset.projectName || "this project"),
       "” to “",
       isolatedName(option.dataset.customerName || ""),
       "”?",
-    );
+    ];
+    const client = row.dataset.clientName || "";
+    if (client && comparable(client) !== comparable(option.dataset.customerName || "")) {
+      const warning = document.createElement("strong");
+      warning.className = "confirm-warning";
+      warning.append("The Linarc client is “", isolatedName(client), "”: a different name.");
+      text.push(warning);
+    }
+    $("map-confirm-text").replaceChildren(...text);
     dialog.returnValue = "";
     dialog.showModal();
     $("map-confirm-ok").focus();
@@ -305,7 +318,7 @@
       const picker = toggle.closest("[data-picker]");
       return picker.classList.contains("open") ? closePicker(picker, false) : openPicker(picker);
     }
-    const option = target.closest(".picker-options .option");
+    const option = target.closest(".picker-options .option, .cell-suggestion");
     if (option) return chooseCustomer(option);
 
     const job = target.closest("#mm-jobs .option");
@@ -361,7 +374,10 @@
   // element no longer reach the document.
   document.addEventListener("htmx:beforeOnLoad", (event) => {
     const elt = event.detail.elt;
-    if (elt && elt.id === "sync-form" && event.detail.xhr.status === 200) {
+    if (elt && elt.id === "map-apply-form" && event.detail.xhr.status === 200) {
+      $("drawer").close();
+    }
+    if (elt && ["sync-form", "map-apply-form"].includes(elt.id) && event.detail.xhr.status === 200) {
       clearSelection();
       state.previewKey = "";
       afterSwap();

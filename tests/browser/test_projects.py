@@ -200,9 +200,11 @@ def test_map_customer_asks_for_confirmation_then_locks_the_cell(
     cell.locator(".option").first.click()
     dialog = page.locator("#map-confirm")
     assert dialog.is_visible()
+    # The chosen customer is not the Linarc client: the dialog says so.
     assert dialog.locator("#map-confirm-text").inner_text() == (
         "This mapping is permanent and cannot be changed. "
-        "Map “Riverside Medical Office Building” to “Northwind Logistics”?"
+        "Map “Riverside Medical Office Building” to “Northwind Logistics”?\n"
+        "The Linarc client is “Cascade County Schools”: a different name."
     )
     view(page, "projects-map-confirm")
     dialog.get_by_role("button", name="Cancel").click()
@@ -224,6 +226,63 @@ def test_map_customer_asks_for_confirmation_then_locks_the_cell(
     assert project.qbo_customer == seeded["customers"]["Northwind Logistics"]
     assert project.status == SyncStatus.NEEDS_SYNC
     view(page, "projects-mapped")
+
+
+def test_a_rows_suggestion_maps_it_in_one_click_and_a_confirmation(
+    page: Any, live_server: Any, personas: Personas, seeded: Any
+) -> None:
+    project = seeded["projects"][15]  # Needs Action; Linarc client "Cascade County Schools"
+    open_projects(page, live_server, personas.operator)
+    suggestion = row(page, project).locator(".cell-suggestion")
+    assert " ".join(suggestion.inner_text().split()) == (
+        "Suggested: Cascade County Schools Same name as the Linarc client"
+    )
+    view(page, "projects-suggestions")
+
+    suggestion.click()
+    dialog = page.locator("#map-confirm")
+    assert dialog.locator("#map-confirm-text").inner_text() == (
+        "This mapping is permanent and cannot be changed. "
+        "Map “Lakeside Library Expansion #2” to “Cascade County Schools”?"
+    )
+    dialog.get_by_role("button", name="Map permanently").click()
+    row(page, project).locator(".customer-locked").wait_for()
+    project.refresh_from_db()
+    assert project.qbo_customer == seeded["customers"]["Cascade County Schools"]
+
+
+def test_map_selected_confirms_what_becomes_permanent_then_maps_it(
+    page: Any, live_server: Any, personas: Personas, seeded: Any
+) -> None:
+    unmapped = StagedProject.objects.filter(company=personas.company, qbo_customer=None)
+    assert unmapped.count() == 12
+    open_projects(page, live_server, personas.operator)
+
+    page.get_by_role("button", name="Select All").click()
+    page.get_by_role("button", name="Map selected…").click()
+    drawer = page.locator("#drawer")
+    drawer.get_by_role("heading", name="Map selected projects").wait_for()
+    plan = " ".join(drawer.inner_text().split())
+    # 12 unmapped rows, 4 per Linarc client. The other projects of "Harbor Properties" and
+    # of "Northwind" are mapped to customers with longer names: suggested, marked as such.
+    assert "12 projects will be mapped permanently" in plan
+    assert (
+        "Harbor Properties LLC 4 16 other projects of “Harbor Properties” are mapped to it" in plan
+    )
+    assert plan.count("Not the Linarc client's name: check it.") == 2
+    assert "48 already mapped are skipped" in plan
+    drawer.evaluate("d => Promise.all(d.getAnimations().map((a) => a.finished))")  # slid in
+    view(page, "projects-map-selected")
+    assert unmapped.count() == 12  # the confirmation wrote nothing
+
+    drawer.get_by_role("button", name="Map 12 permanently").click()
+    done = "Mapped 12 projects permanently to 3 customers"
+    page.locator("#messages").get_by_text(done).wait_for()
+    assert not drawer.is_visible()
+    assert unmapped.count() == 0
+    assert page.locator("#project-rows .cell-suggestion").count() == 0
+    assert page.locator("#project-rows tr.is-selected").count() == 0
+    view(page, "projects-map-selected-done")
 
 
 def test_mapping_that_lost_a_race_shows_the_409_in_the_cell(

@@ -18,6 +18,8 @@ POLICY: dict[str, Policy] = {
     # Mapping, syncing and retrying need an Operator.
     "portfolio:projects_sync": Policy(method="post", role=Role.OPERATOR),
     "portfolio:projects_retry_failed": Policy(method="post", role=Role.OPERATOR),
+    "portfolio:projects_map_preview": Policy(role=Role.OPERATOR),
+    "portfolio:projects_map_suggested": Policy(method="post", role=Role.OPERATOR),
     "portfolio:project_customer_options": Policy(role=Role.OPERATOR, obj="project"),
     "portfolio:project_map_customer": OPERATOR_POST_PROJECT,
     "portfolio:project_retry": OPERATOR_POST_PROJECT,

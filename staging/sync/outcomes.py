@@ -244,9 +244,15 @@ def project_link_qbo_job(
 
 
 def _failed_after_tries(error: Any) -> Outcome:
+    # What happened, then what the product does now; the row's tooltip adds what the user can
+    # do ("Click to retry now."). The client's "; will retry" is no longer true here.
+    cause = str(error.reason).removesuffix("; will retry")
     return Outcome(
         SyncStatus.FAILED,
-        reason=f"QuickBooks did not answer after several tries ({error.reason}). Click to retry.",
+        reason=(
+            f"QuickBooks did not answer after several tries ({cause}). "
+            "Nothing more is sent for this project until it is retried."
+        ),
         code=error.code or "",
         intuit_tid=error.intuit_tid or "",
     )

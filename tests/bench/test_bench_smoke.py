@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from bench import import_speed, multi_company, projects_tab, sync_throughput
+from bench import import_speed, mapping_scale, multi_company, projects_tab, sync_throughput
 from integrations.services import qbo as qbo_services
 from qbo_client import oauth
 from qbo_client.emulator import QboEmulator
@@ -159,6 +159,22 @@ def test_projects_tab_benchmark_measures_every_request(transactional_db: None) -
     assert set(result["http"]) == set(projects_tab.REQUESTS)
     assert all(h["p50_ms"] > 0 for h in result["http"].values())
     assert "first page" in projects_tab.report([result], {"date": "smoke"})
+
+
+def test_mapping_benchmark_maps_what_its_confirmation_listed(transactional_db: None) -> None:
+    result = mapping_scale.one_try(0, rows=200, customers=50)
+
+    # 20 clients, 10 rows each: 14 same-name, 2 respelled, 2 with mapped siblings, 2 unknown.
+    # The per-row baseline mapped the first 20 rows (2 same-name clients) before.
+    assert result["evidence_by_client_kind"] == {
+        "exact": {"exact": 14},
+        "close": {"close": 2},
+        "sibling": {"sibling": 2},
+        "none": {"none": 2},
+    }
+    assert result["unmapped_before_map"] == 180 and result["mapped"] == 180 - 20
+    assert result["tab_unmapped"]["status"] == result["tab_mapped"]["status"] == 200
+    assert "Map selected" in mapping_scale.report([result], {"date": "smoke"})
 
 
 def test_multi_company_benchmark_fairness_parts_sync_every_company(

@@ -828,7 +828,10 @@ REFERENCE_PARENT = "Cascade County Schools"
 PARENT = "Northgate Medical Partners"
 OTHER_PARENT = "Summit Ridge Properties"
 DELIVERIES = 2  # of the sync task before its rows are failed (the real task allows 7)
-FAILED_AFTER_TRIES = "QuickBooks did not answer after several tries ({}). Click to retry."
+FAILED_AFTER_TRIES = (
+    "QuickBooks did not answer after several tries ({}). "
+    "Nothing more is sent for this project until it is retried."
+)
 
 
 def _xml_fault(code: str, message: str) -> bytes:
@@ -887,7 +890,7 @@ QBO_CASES = [
             "job Id",
             twin=(LONG + " Phase 1", PARENT)),
     QboCase("qbo_answers_an_html_error_page", "HTML Answer", FAILED,
-            FAILED_AFTER_TRIES.format("QuickBooks had a temporary server error (503); will retry"),
+            FAILED_AFTER_TRIES.format("QuickBooks had a temporary server error (503)"),
             fault={"kind": "503", "path": "/batch", "count": 100}),
     QboCase("qbo_answers_html_with_status_200", "HTML 200 Answer", FAILED,
             FAILED_AFTER_TRIES.format("Unexpected non-JSON reply from QuickBooks (200)"),

@@ -1128,3 +1128,37 @@ def test_operator_of_two_companies_sees_only_the_current_one(personas: Personas)
 
     assert "Home Project" in home and "Away Project" not in home
     assert "Away Project" in away and "Home Project" not in away
+
+
+# --- the QuickBooks connection banner --------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("status", "headline", "action"),
+    [
+        (None, "QuickBooks is not connected.", "Connect to QuickBooks"),
+        ("disconnected", "QuickBooks is not connected.", "Connect to QuickBooks"),
+        ("needs_reconnect", "QuickBooks needs to be reconnected.", "Reconnect QuickBooks"),
+    ],
+)
+def test_the_tab_says_when_quickbooks_is_not_connected_and_admins_get_the_link(
+    personas: Personas, status: str | None, headline: str, action: str
+) -> None:
+    from integrations.models import QboConnection
+
+    if status:
+        QboConnection.objects.create(company=personas.company, realm_id="9130", status=status)
+    admin = personas.client_for(personas.admin).get(LIST_URL).content.decode()
+    viewer = personas.client_for(personas.viewer).get(LIST_URL).content.decode()
+
+    assert headline in admin and headline in viewer
+    assert action in admin and reverse("portfolio:qbo_connection") in admin
+    assert action not in viewer and "Ask an admin of your company to connect it." in viewer
+
+
+def test_no_banner_while_quickbooks_is_connected(personas: Personas) -> None:
+    from integrations.models import QboConnection
+
+    QboConnection.objects.create(company=personas.company, realm_id="9130", status="connected")
+    page = personas.client_for(personas.admin).get(LIST_URL).content.decode()
+    assert 'class="qbo-banner"' not in page

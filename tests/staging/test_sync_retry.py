@@ -27,7 +27,8 @@ from tests.staging.test_sync_qbo import _mapped_projects
 
 FAILED_REASON = (
     "QuickBooks did not answer after several tries "
-    "(QuickBooks had a temporary server error (503); will retry). Click to retry."
+    "(QuickBooks had a temporary server error (503)). "
+    "Nothing more is sent for this project until it is retried."
 )
 
 # --- the policy ------------------------------------------------------------------------------

@@ -20,6 +20,11 @@ urlpatterns: list[URLPattern] = [
     # One row: the QBO Customer picker, mapping, retry
     path(f"{P}<int:pk>/customers/", rows.project_customer_options, name="project_customer_options"),
     path(f"{P}<int:pk>/map/", rows.project_map_customer, name="project_map_customer"),
+    path(
+        f"{P}<int:pk>/create-customer/",
+        rows.project_create_customer,
+        name="project_create_customer",
+    ),
     path(f"{P}<int:pk>/retry/", rows.project_retry, name="project_retry"),
     # The drawers
     path(f"{P}<int:pk>/history/", drawers.project_history, name="project_history"),

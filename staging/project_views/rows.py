@@ -7,10 +7,11 @@ from __future__ import annotations
 from django.contrib import messages
 from django.http import HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
+from django.urls import reverse
 from django.utils.html import format_html
 from django.views.decorators.http import require_GET, require_POST
 
-from integrations.errors import Conflict
+from integrations.errors import Conflict, Refused
 from integrations.http import HtmxHttpRequest, is_partial_request, vary_on_htmx
 from integrations.models import Role
 from integrations.tenancy import company_required, current_company
@@ -80,6 +81,8 @@ def project_customer_options(request: HtmxHttpRequest, pk: int) -> HttpResponse:
         "suggestions": [(s.customer, s.reason[:1].lower() + s.reason[1:]) for s in suggestions],
         "customers": customers,
         "q": q,
+        "create_name": "" if q.strip() else mapping.customer_to_create(project=project),
+        "create_url": reverse("portfolio:project_create_customer", args=[project.pk]),
     }
     return vary_on_htmx(render(request, f"{PAGE_TEMPLATE}#customer_options", context))
 
@@ -114,6 +117,34 @@ def project_map_customer(request: HtmxHttpRequest, pk: int) -> HttpResponse:
             bidi_isolate(project.qbo_customer.display_name),
         ),
     )
+
+
+@require_POST
+@company_required(Role.OPERATOR)
+def project_create_customer(request: HtmxHttpRequest, pk: int) -> HttpResponse:
+    """Create the row's Linarc client in QuickBooks and map the row to it (confirmed in the
+    browser first, like any mapping)."""
+    project = company_project(request, pk)
+    try:
+        project, existed = mapping.project_create_customer_and_map(
+            company=current_company(request), project_id=project.pk, actor=request.user
+        )
+    except Refused as exc:
+        current = company_project(request, pk) if isinstance(exc, Conflict) else project
+        return _row_response(request, current, cell_error=str(exc), status=exc.status)
+    assert project.qbo_customer is not None
+    name = bidi_isolate(project.qbo_customer.display_name)
+    if existed:
+        message = format_html(
+            "QuickBooks already had “{}”: mapped “{}” to it, nothing was created.",
+            name,
+            bidi_isolate(project.name),
+        )
+    else:
+        message = format_html(
+            "Created “{}” in QuickBooks and mapped “{}” to it.", name, bidi_isolate(project.name)
+        )
+    return _row_response(request, project, message=message)
 
 
 @require_POST

@@ -15,6 +15,7 @@ from django.utils import timezone
 from integrations.actors import Actor, actor_user
 from integrations.errors import Conflict, Refused
 from integrations.models import Company, QboCustomer
+from integrations.services.qbo_customers import qbo_customer_create
 from staging.models import EventKind, StagedProject, SyncStatus
 from staging.services.events import event_record
 from staging.services.suggestions import client_key, client_suggestions
@@ -142,6 +143,38 @@ def customer_suggestions(*, project: StagedProject, limit: int = 3) -> list[Cust
             CustomerSuggestion(customer, f"Contains the Linarc client name “{project.client_name}”")
         )
     return suggestions[:limit]
+
+
+def customer_to_create(*, project: StagedProject) -> str:
+    """The Linarc client's name when no cached customer holds it (active or not, job or
+    not): the picker offers to create it in QuickBooks. "" otherwise."""
+    key = client_key(project.client_name)
+    if not key or project.qbo_customer_id:
+        return ""
+    if QboCustomer.objects.filter(company_id=project.company_id, search_name=key).exists():
+        return ""
+    return " ".join(project.client_name.split())
+
+
+def project_create_customer_and_map(
+    *, company: Company, project_id: int, actor: Actor
+) -> tuple[StagedProject, bool]:
+    """Create the project's Linarc client as a customer in QuickBooks, then map the project
+    to it permanently; returns the project and whether QuickBooks already had a customer of
+    that exact name (then it is mapped to that one and nothing is created)."""
+    project = StagedProject.objects.select_related("qbo_customer").get(
+        pk=project_id, company=company
+    )
+    if project.qbo_customer is not None:
+        raise MappingConflict(
+            f"This project is already mapped to “{project.qbo_customer.display_name}”; "
+            "the mapping is permanent."
+        )
+    created = qbo_customer_create(company=company, display_name=project.client_name)
+    mapped = project_map_customer(
+        company=company, project_id=project.pk, qbo_customer_id=created.customer.pk, actor=actor
+    )
+    return mapped, created.existed
 
 
 def _sub_customer(*, company: Company, qbo_customer_id: int) -> QboCustomer:

@@ -189,7 +189,7 @@
     }
   }
 
-  const pending = { row: null, customerId: null };
+  const pending = { row: null, customerId: null, createUrl: null };
 
   // Bidi controls (LRE RLE PDF LRO RLO, LRI RLI FSI PDI, LRM RLM ALM): a right-to-left
   // override in a name would reverse the rest of the sentence. The same set as
@@ -215,6 +215,21 @@
     const dialog = $("map-confirm");
     pending.row = row;
     pending.customerId = option.dataset.customerId;
+    pending.createUrl = option.dataset.createUrl || null;
+    $("map-confirm-ok").textContent = pending.createUrl ? "Create and map" : "Map permanently";
+    if (pending.createUrl) {
+      $("map-confirm-text").replaceChildren(
+        "Create the customer “",
+        isolatedName(option.dataset.customerName || ""),
+        "” in QuickBooks and map “",
+        isolatedName(row.dataset.projectName || "this project"),
+        "” to it? The mapping is permanent and cannot be changed.",
+      );
+      dialog.returnValue = "";
+      dialog.showModal();
+      $("map-confirm-ok").focus();
+      return;
+    }
     const text = [
       "This mapping is permanent and cannot be changed. Map “",
       isolatedName(row.dataset.projectName || "this project"),
@@ -243,7 +258,8 @@
       serial: row.dataset.serial,
     });
     row.classList.add("is-saving");
-    htmx.ajax("POST", row.dataset.mapUrl, { target: row, swap: "outerHTML", values });
+    const url = pending.createUrl || row.dataset.mapUrl;
+    htmx.ajax("POST", url, { target: row, swap: "outerHTML", values });
   }
 
   function pickerKeys(event) {

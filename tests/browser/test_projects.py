@@ -603,3 +603,43 @@ def test_hostile_project_name_runs_no_script(
     page.wait_for_timeout(300)
     assert dialogs == []
     assert page.locator("script:text('alert(1)')").count() == 0
+
+
+def test_create_the_missing_client_in_quickbooks_from_the_picker(
+    page: Any, live_server: Any, personas: Personas, qbo_emulator: Any
+) -> None:
+    from tests.fixtures.qbo import connect_company, control, refresh_customers
+
+    connect_company(personas.company)
+    refresh_customers(personas.company)
+    missing = "Oakmont Church of the Valley"  # not among the QBO demo seed's customers
+    project = StagedProjectFactory(
+        company=personas.company,
+        name="Fellowship Hall Addition",
+        client_name=missing,
+        status=SyncStatus.NEEDS_ACTION,
+    )
+    open_projects(page, live_server, personas.operator)
+    cell = row(page, project).locator(".cell-customer")
+    cell.get_by_role("button", name="Select QBO customer").click()
+    create = cell.locator(".option-create")
+    create.wait_for()
+    assert " ".join(create.inner_text().split()) == (
+        f"+ Create “{missing}” in QuickBooks — the Linarc client is not a QuickBooks customer yet"
+    )
+    view(page, "projects-create-customer-picker")
+
+    create.click()
+    dialog = page.locator("#map-confirm")
+    assert dialog.locator("#map-confirm-text").inner_text() == (
+        f"Create the customer “{missing}” in QuickBooks and map “Fellowship Hall Addition” to "
+        "it? The mapping is permanent and cannot be changed."
+    )
+    dialog.get_by_role("button", name="Create and map").click()
+    locked = row(page, project).locator(".customer-locked")
+    locked.wait_for()
+    assert locked.locator(".customer-name").inner_text() == missing
+    assert f"Created “{missing}” in QuickBooks" in page.locator("#messages").inner_text()
+    customers = control(qbo_emulator, "GET", "state")["Customer"]
+    assert [c["DisplayName"] for c in customers].count(missing) == 1
+    view(page, "projects-create-customer-done")

@@ -22,6 +22,7 @@ POLICY: dict[str, Policy] = {
     "portfolio:projects_map_suggested": Policy(method="post", role=Role.OPERATOR),
     "portfolio:project_customer_options": Policy(role=Role.OPERATOR, obj="project"),
     "portfolio:project_map_customer": OPERATOR_POST_PROJECT,
+    "portfolio:project_create_customer": OPERATOR_POST_PROJECT,
     "portfolio:project_retry": OPERATOR_POST_PROJECT,
     "portfolio:project_manual_map": Policy(role=Role.OPERATOR, obj="project"),
     "portfolio:project_manual_map_jobs": Policy(role=Role.OPERATOR, obj="project"),

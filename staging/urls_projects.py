@@ -16,7 +16,7 @@ urlpatterns: list[URLPattern] = [
     path(f"{P}sync/preview/", listing.projects_sync_preview, name="projects_sync_preview"),
     path(f"{P}retry-failed/", listing.projects_retry_failed, name="projects_retry_failed"),
     path(f"{P}map/preview/", bulk_map.projects_map_preview, name="projects_map_preview"),
-    path(f"{P}map/", bulk_map.projects_map_suggested, name="projects_map_suggested"),
+    path(f"{P}map/", bulk_map.projects_map_selected, name="projects_map_selected"),
     # One row: the QBO Customer picker, mapping, retry
     path(f"{P}<int:pk>/customers/", rows.project_customer_options, name="project_customer_options"),
     path(f"{P}<int:pk>/map/", rows.project_map_customer, name="project_map_customer"),

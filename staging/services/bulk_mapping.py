@@ -22,8 +22,10 @@ from integrations.actors import Actor, actor_user
 from integrations.models import Company
 from staging.models import EventKind, StagedProject
 from staging.services.events import event_new, events_write
-from staging.services.mapping import status_after_mapping
-from staging.services.suggestions import Suggestion, client_key, client_suggestions
+from staging.services.mapping import parent_customer, status_after_mapping
+from staging.services.suggestions import EXACT, Suggestion, client_key, client_suggestions
+
+CHOSEN = "chosen"
 
 EXAMPLES = 5
 
@@ -73,12 +75,19 @@ class BulkMapResult:
         return text + (": " + "; ".join(extras) if extras else "") + "."
 
 
-def bulk_map_plan(*, company: Company, projects: QuerySet[StagedProject]) -> BulkMapPlan:
-    """What *Map selected…* would make permanent, without writing anything."""
+def bulk_map_plan(
+    *, company: Company, projects: QuerySet[StagedProject], customer_id: int | None = None
+) -> BulkMapPlan:
+    """What *Map selected…* would make permanent, without writing anything: each unmapped
+    row to its suggested customer, or every unmapped row to ``customer_id`` (refused with
+    :class:`MappingError` when that customer cannot be used)."""
     rows = list(projects.filter(company=company).values_list("pk", "client_name", "qbo_customer"))
     plan = BulkMapPlan(already_mapped=sum(1 for _pk, _name, customer in rows if customer))
     unmapped = [(pk, name) for pk, name, customer in rows if customer is None]
-    by_key = client_suggestions(company_id=company.pk, client_names={n for _, n in unmapped})
+    if customer_id is None:
+        by_key = client_suggestions(company_id=company.pk, client_names={n for _, n in unmapped})
+    else:
+        by_key = _chosen(company, customer_id, client_names={n for _, n in unmapped})
     without: Counter[str] = Counter()
     for pk, name in unmapped:
         suggestion = by_key.get(client_key(name))
@@ -89,25 +98,50 @@ def bulk_map_plan(*, company: Company, projects: QuerySet[StagedProject]) -> Bul
     plan.to_map = len(plan.assignments)
     plan.without_suggestion = sum(without.values())
     plan.clients_without = [name for name, _n in without.most_common(EXAMPLES)]
-    per_customer: dict[int, list[Suggestion]] = defaultdict(list)
+    # One line per customer and kind of evidence: rows whose client has the customer's name
+    # apart from those that do not, which the confirmation asks to check.
+    per_customer: dict[tuple[int, str], list[Suggestion]] = defaultdict(list)
     for suggestion in plan.assignments.values():
-        per_customer[suggestion.customer_id].append(suggestion)
+        per_customer[(suggestion.customer_id, suggestion.kind)].append(suggestion)
     plan.groups = sorted(
         (
             CustomerGroup(s[0].display_name, len(s), s[0].reason, s[0].differs_from_client)
             for s in per_customer.values()
         ),
-        key=lambda g: (-g.rows, g.display_name.casefold()),
+        key=lambda g: (-g.rows, g.display_name.casefold(), g.differs),
     )
     return plan
 
 
+def _chosen(company: Company, customer_id: int, client_names: set[str]) -> dict[str, Suggestion]:
+    """Every client name → the one customer chosen for all of them (exact where the names
+    agree, so only the others are marked as differing)."""
+    customer = parent_customer(company=company, qbo_customer_id=customer_id)
+    chosen = {}
+    for name in client_names:
+        same = client_key(name) == client_key(customer.display_name)
+        chosen[client_key(name)] = Suggestion(
+            customer.pk,
+            customer.display_name,
+            EXACT if same else CHOSEN,
+            "Same name as the Linarc client" if same else "Chosen for every selected project",
+            100,
+            customer.qbo_id,
+        )
+    return chosen
+
+
 @transaction.atomic
-def projects_map_suggested(
-    *, company: Company, projects: QuerySet[StagedProject], actor: Actor
+def projects_map_selected(
+    *,
+    company: Company,
+    projects: QuerySet[StagedProject],
+    actor: Actor,
+    customer_id: int | None = None,
 ) -> BulkMapResult:
-    """Map every selected unmapped project that has a suggestion to it, permanently."""
-    plan = bulk_map_plan(company=company, projects=projects)
+    """Map every selected unmapped project permanently: to its suggested customer (those
+    without one stay unmapped), or all of them to ``customer_id``."""
+    plan = bulk_map_plan(company=company, projects=projects, customer_id=customer_id)
     now = timezone.now()
     by_customer = sorted(plan.assignments.items(), key=lambda item: item[1].customer_id)
     mapped: list[StagedProject] = []

@@ -59,7 +59,7 @@ class CustomerSuggestion:
     reason: str
 
 
-def _parent_customer(*, company: Company, qbo_customer_id: int) -> QboCustomer:
+def parent_customer(*, company: Company, qbo_customer_id: int) -> QboCustomer:
     customer = QboCustomer.objects.filter(company=company, pk=qbo_customer_id).first()
     if customer is None:
         raise MappingError("That QuickBooks customer is not in this company's customer list.")
@@ -92,7 +92,7 @@ def status_after_mapping(project: StagedProject) -> tuple[str, str]:
 def project_map_customer(
     *, company: Company, project_id: int, qbo_customer_id: int, actor: Actor
 ) -> StagedProject:
-    customer = _parent_customer(company=company, qbo_customer_id=qbo_customer_id)
+    customer = parent_customer(company=company, qbo_customer_id=qbo_customer_id)
     now = timezone.now()
     claimed = StagedProject.objects.filter(
         pk=project_id, company=company, qbo_customer__isnull=True

@@ -643,3 +643,31 @@ def test_create_the_missing_client_in_quickbooks_from_the_picker(
     customers = control(qbo_emulator, "GET", "state")["Customer"]
     assert [c["DisplayName"] for c in customers].count(missing) == 1
     view(page, "projects-create-customer-done")
+
+
+def test_map_selected_can_send_every_row_to_one_chosen_customer(
+    page: Any, live_server: Any, personas: Personas, seeded: Any
+) -> None:
+    open_projects(page, live_server, personas.operator, "?status=needs_action")
+    page.get_by_role("button", name="Select All").click()
+    page.get_by_role("button", name="Map selected…").click()
+    drawer = page.locator("#drawer")
+    drawer.get_by_role("heading", name="Map selected projects").wait_for()
+    drawer.get_by_label("Search QBO customers").fill("north")
+    page.wait_for_function(
+        "() => document.querySelectorAll('#map-one-customer option').length === 1"
+    )
+    drawer.get_by_role("button", name="Show what this maps").click()
+    drawer.get_by_role("button", name="Use the suggestions").wait_for()
+    plan = " ".join(drawer.inner_text().split())
+    assert "12 projects will be mapped permanently" in plan
+    # No row's Linarc client is called "Northwind Logistics": all are marked to check.
+    assert "Northwind Logistics 12 Chosen for every selected project Not the Linarc" in plan
+    drawer.evaluate("d => Promise.all(d.getAnimations().map((a) => a.finished))")
+    view(page, "projects-map-one-customer")
+
+    drawer.get_by_role("button", name="Map 12 permanently").click()
+    page.locator("#messages").get_by_text("Mapped 12 projects permanently to 1 customer").wait_for()
+    northwind = seeded["customers"]["Northwind Logistics"]
+    assert StagedProject.objects.filter(company=personas.company, qbo_customer=None).count() == 0
+    assert StagedProject.objects.filter(qbo_customer=northwind).count() == 16 + 12

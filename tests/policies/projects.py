@@ -19,7 +19,7 @@ POLICY: dict[str, Policy] = {
     "portfolio:projects_sync": Policy(method="post", role=Role.OPERATOR),
     "portfolio:projects_retry_failed": Policy(method="post", role=Role.OPERATOR),
     "portfolio:projects_map_preview": Policy(role=Role.OPERATOR),
-    "portfolio:projects_map_suggested": Policy(method="post", role=Role.OPERATOR),
+    "portfolio:projects_map_selected": Policy(method="post", role=Role.OPERATOR),
     "portfolio:project_customer_options": Policy(role=Role.OPERATOR, obj="project"),
     "portfolio:project_map_customer": OPERATOR_POST_PROJECT,
     "portfolio:project_create_customer": OPERATOR_POST_PROJECT,

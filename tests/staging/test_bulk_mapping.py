@@ -11,7 +11,7 @@ from django.urls import reverse
 
 from integrations.models import QboCustomer
 from staging.models import ChangeEvent, EventKind, StagedProject, SyncStatus
-from staging.services.bulk_mapping import bulk_map_plan, projects_map_suggested
+from staging.services.bulk_mapping import bulk_map_plan, projects_map_selected
 from staging.services.suggestions import CLOSE, EXACT, SIBLING, suggestions_for
 from tests.conftest import Personas
 from tests.factories import QboCustomerFactory, StagedProjectFactory
@@ -131,7 +131,7 @@ def test_the_plan_counts_what_would_become_permanent_and_writes_nothing(
 def test_map_selected_maps_the_suggested_rows_permanently_with_history(
     personas: Personas, selection: dict[str, Any]
 ) -> None:
-    result = projects_map_suggested(
+    result = projects_map_selected(
         company=personas.company, projects=_all(personas), actor=personas.operator
     )
 
@@ -179,7 +179,7 @@ def test_rows_mapped_between_the_plan_and_the_click_keep_their_customer(
         return plan
 
     monkeypatch.setattr(bulk_mapping, "bulk_map_plan", plan_then_someone_maps)
-    result = projects_map_suggested(
+    result = projects_map_selected(
         company=personas.company, projects=_all(personas), actor=personas.operator
     )
 
@@ -208,7 +208,7 @@ def test_the_confirmation_lists_the_plan_and_the_click_maps_it(
     assert _all(personas).filter(qbo_customer__isnull=True).count() == 6
 
     answer = client.post(
-        reverse("portfolio:projects_map_suggested"), {"select_all": "1"}, HTTP_HX_REQUEST="true"
+        reverse("portfolio:projects_map_selected"), {"select_all": "1"}, HTTP_HX_REQUEST="true"
     )
     assert answer.status_code == 200
     assert "Mapped 4 projects permanently to 2 customers" in answer.content.decode()
@@ -219,11 +219,11 @@ def test_map_selected_needs_a_selection_and_an_operator(
     personas: Personas, selection: dict[str, Any]
 ) -> None:
     operator = personas.client_for(personas.operator)
-    nothing = operator.post(reverse("portfolio:projects_map_suggested"), HTTP_HX_REQUEST="true")
+    nothing = operator.post(reverse("portfolio:projects_map_selected"), HTTP_HX_REQUEST="true")
     assert nothing.status_code == 422
     assert "Select one or more projects first" in nothing.content.decode()
     viewer = personas.client_for(personas.viewer)
-    refused = viewer.post(reverse("portfolio:projects_map_suggested"), {"select_all": "1"})
+    refused = viewer.post(reverse("portfolio:projects_map_selected"), {"select_all": "1"})
     assert refused.status_code == 403
     assert _all(personas).filter(qbo_customer__isnull=True).count() == 6
 
@@ -236,3 +236,70 @@ def test_an_unmapped_row_shows_its_suggestion_with_the_reason(
     assert 'class="cell-suggestion"' in text
     assert "Suggested: <bdi>Cascade County Schools</bdi>" in text
     assert "cell-suggestion suggestion-differs" in text  # Ridgeline Brewing Co. → Company
+
+
+# --- all selected to one chosen customer ---------------------------------------------------------
+
+
+def test_every_unmapped_selected_row_can_go_to_one_chosen_customer(
+    personas: Personas, selection: dict[str, Any]
+) -> None:
+    chosen = selection["cascade"]
+    plan = bulk_map_plan(company=personas.company, projects=_all(personas), customer_id=chosen.pk)
+    assert (plan.to_map, plan.without_suggestion, plan.already_mapped) == (6, 0, 1)
+    # Same-name rows are not marked; the others are, to be checked.
+    assert [(g.display_name, g.rows, g.differs) for g in plan.groups] == [
+        ("Cascade County Schools", 3, False),
+        ("Cascade County Schools", 3, True),
+    ]
+
+    result = projects_map_selected(
+        company=personas.company,
+        projects=_all(personas),
+        actor=personas.operator,
+        customer_id=chosen.pk,
+    )
+    assert (result.mapped, result.customers, result.skipped) == (6, 1, 1)
+    assert _all(personas).filter(qbo_customer=chosen).count() == 6
+    assert _all(personas).filter(qbo_customer=selection["other"]).count() == 1  # permanent
+
+
+def test_a_customer_that_cannot_be_used_is_refused_in_the_drawer(
+    personas: Personas, selection: dict[str, Any]
+) -> None:
+    inactive = QboCustomerFactory(company=personas.company, display_name="Gone Co", active=False)
+    client = personas.client_for(personas.operator)
+    preview = client.get(
+        reverse("portfolio:projects_map_preview"),
+        {"select_all": "1", "qbo_customer": str(inactive.pk)},
+        HTTP_HX_REQUEST="true",
+    )
+    assert preview.status_code == 422
+    assert "“Gone Co” is inactive in QuickBooks." in preview.content.decode()
+    answer = client.post(
+        reverse("portfolio:projects_map_selected"),
+        {"select_all": "1", "qbo_customer": str(inactive.pk)},
+        HTTP_HX_REQUEST="true",
+    )
+    assert answer.status_code == 422
+    assert _all(personas).filter(qbo_customer__isnull=True).count() == 6
+
+
+def test_the_drawer_offers_one_customer_for_all_and_shows_its_plan(
+    personas: Personas, selection: dict[str, Any]
+) -> None:
+    client = personas.client_for(personas.operator)
+    url = reverse("portfolio:projects_map_preview")
+    first = client.get(url, {"select_all": "1"}, HTTP_HX_REQUEST="true").content.decode()
+    assert "Or map every unmapped selected project to one customer:" in first
+    assert f'<option value="{selection["brewing"].pk}">Ridgeline Brewing Company</option>' in first
+
+    chosen = client.get(
+        url,
+        {"select_all": "1", "qbo_customer": str(selection["brewing"].pk)},
+        HTTP_HX_REQUEST="true",
+    ).content.decode()
+    text = " ".join(chosen.split())
+    assert "6 projects will be mapped permanently" in text
+    assert f'name="qbo_customer" value="{selection["brewing"].pk}"' in chosen
+    assert "Use the suggestions" in text

@@ -13,7 +13,7 @@ from staging.management.selection import (
     company_and_actor,
     selected_projects,
 )
-from staging.services.bulk_mapping import bulk_map_plan, projects_map_suggested
+from staging.services.bulk_mapping import bulk_map_plan, projects_map_selected
 
 
 class Command(BaseCommand):
@@ -40,6 +40,6 @@ class Command(BaseCommand):
                 "Run again with --yes to map them."
             )
             return
-        result = projects_map_suggested(company=company, projects=projects, actor=actor)
+        result = projects_map_selected(company=company, projects=projects, actor=actor)
         style = self.style.SUCCESS if result.mapped else self.style.WARNING
         self.stdout.write(style(result.describe()))

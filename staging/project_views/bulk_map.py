@@ -70,6 +70,7 @@ def projects_map_selected(request: HtmxHttpRequest) -> HttpResponse:
             projects=projects,
             actor=request.user,
             customer_id=int_or_none(request.POST.get("qbo_customer")),
+            create_missing=request.POST.get("create_missing") == "1",
         )
     except MappingError as exc:
         return after_bulk(request, filters, str(exc), level=messages.ERROR, status=exc.status)

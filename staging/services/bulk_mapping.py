@@ -11,7 +11,7 @@ is counted as skipped; the history gets one *Mapped* entry per row, written toge
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from itertools import groupby
 
 from django.db import transaction
@@ -19,13 +19,19 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from integrations.actors import Actor, actor_user
+from integrations.errors import Refused
 from integrations.models import Company
+from integrations.services.qbo import QboNotConnected
+from integrations.services.qbo_customers import qbo_customer_create
 from staging.models import EventKind, StagedProject
 from staging.services.events import event_new, events_write
-from staging.services.mapping import parent_customer, status_after_mapping
+from staging.services.mapping import MappingError, parent_customer, status_after_mapping
 from staging.services.suggestions import EXACT, Suggestion, client_key, client_suggestions
 
 CHOSEN = "chosen"
+# Each creation is one or two QuickBooks requests inside the click's request: a few seconds
+# for 20 at QuickBooks' usual pace.
+MAX_CREATED_PER_CLICK = 20
 
 EXAMPLES = 5
 
@@ -46,10 +52,21 @@ class BulkMapPlan:
     already_mapped: int = 0
     clients_without: list[str] = field(default_factory=list)  # a few, for the dialog
     assignments: dict[int, Suggestion] = field(default_factory=dict)  # project pk → customer
+    # Clients without a suggestion, by name: the rows *Map selected…* can map to a customer
+    # it creates in QuickBooks for each.
+    missing: dict[str, list[int]] = field(default_factory=dict)
 
     @property
     def selected(self) -> int:
         return self.to_map + self.without_suggestion + self.already_mapped
+
+    @property
+    def can_create(self) -> bool:
+        return 0 < len(self.missing) <= MAX_CREATED_PER_CLICK
+
+    @property
+    def missing_rows(self) -> int:
+        return sum(len(pks) for pks in self.missing.values())
 
 
 @dataclass(frozen=True)
@@ -58,6 +75,8 @@ class BulkMapResult:
     customers: int
     without_suggestion: int
     skipped: int  # mapped already, before or during the click
+    created: int = 0  # customers created in QuickBooks for clients it did not have
+    not_created: tuple[str, ...] = ()  # why some could not be
 
     def describe(self) -> str:
         if not self.mapped:
@@ -72,7 +91,12 @@ class BulkMapResult:
             extras.append(f"{self.without_suggestion:,} without a suggestion were left unmapped")
         if self.skipped:
             extras.append(f"{self.skipped:,} already mapped were skipped")
-        return text + (": " + "; ".join(extras) if extras else "") + "."
+        if self.created:
+            extras.insert(0, f"{self.created:,} new customers were created in QuickBooks")
+        text += (": " + "; ".join(extras) if extras else "") + "."
+        if self.not_created:
+            text += " Not created: " + " ".join(self.not_created)
+        return text
 
 
 def bulk_map_plan(
@@ -93,6 +117,8 @@ def bulk_map_plan(
         suggestion = by_key.get(client_key(name))
         if suggestion is None:
             without[name.strip() or "(no client)"] += 1
+            if client_key(name) and customer_id is None:
+                plan.missing.setdefault(" ".join(name.split()), []).append(pk)
         else:
             plan.assignments[pk] = suggestion
     plan.to_map = len(plan.assignments)
@@ -131,17 +157,65 @@ def _chosen(company: Company, customer_id: int, client_names: set[str]) -> dict[
     return chosen
 
 
-@transaction.atomic
 def projects_map_selected(
     *,
     company: Company,
     projects: QuerySet[StagedProject],
     actor: Actor,
     customer_id: int | None = None,
+    create_missing: bool = False,
 ) -> BulkMapResult:
     """Map every selected unmapped project permanently: to its suggested customer (those
-    without one stay unmapped), or all of them to ``customer_id``."""
+    without one stay unmapped, unless ``create_missing`` creates a customer in QuickBooks
+    for each of their clients first), or all of them to ``customer_id``."""
     plan = bulk_map_plan(company=company, projects=projects, customer_id=customer_id)
+    created: list[str] = []
+    not_created: list[str] = []
+    if create_missing and plan.missing:
+        if not plan.can_create:
+            raise MappingError(
+                f"{len(plan.missing):,} Linarc clients have no QuickBooks customer; Map "
+                f"selected… creates at most {MAX_CREATED_PER_CLICK} at a time. Narrow the "
+                "selection with the search, or create them from each row's picker."
+            )
+        # QuickBooks first, outside the transaction that maps: a customer created there
+        # stays created (and cached) whatever happens to the mapping.
+        created, not_created = _create_missing(company, plan)
+    result = _map_planned(company=company, plan=plan, actor=actor)
+    return replace(result, created=len(created), not_created=tuple(not_created))
+
+
+def _create_missing(company: Company, plan: BulkMapPlan) -> tuple[list[str], list[str]]:
+    """A customer in QuickBooks for each client without a suggestion; their rows are added
+    to the plan. Returns the names created and the reasons of those that were not."""
+    created, refused = [], []
+    for name, pks in plan.missing.items():
+        try:
+            outcome = qbo_customer_create(company=company, display_name=name)
+        except QboNotConnected as exc:
+            refused.append(str(exc))
+            break  # every other one would meet the same
+        except Refused as exc:
+            refused.append(str(exc))
+            continue
+        customer = outcome.customer
+        reason = (
+            "Same name as the Linarc client"
+            if outcome.existed
+            else "Created in QuickBooks for this Linarc client"
+        )
+        suggestion = Suggestion(
+            customer.pk, customer.display_name, EXACT, reason, 100, customer.qbo_id
+        )
+        plan.assignments.update(dict.fromkeys(pks, suggestion))
+        plan.without_suggestion -= len(pks)
+        if not outcome.existed:
+            created.append(customer.display_name)
+    return created, refused
+
+
+@transaction.atomic
+def _map_planned(*, company: Company, plan: BulkMapPlan, actor: Actor) -> BulkMapResult:
     now = timezone.now()
     by_customer = sorted(plan.assignments.items(), key=lambda item: item[1].customer_id)
     mapped: list[StagedProject] = []
@@ -182,7 +256,7 @@ def projects_map_selected(
         mapped=len(mapped),
         customers=len({plan.assignments[p.pk].customer_id for p in mapped}),
         without_suggestion=plan.without_suggestion,
-        skipped=plan.already_mapped + plan.to_map - len(mapped),
+        skipped=plan.already_mapped + len(plan.assignments) - len(mapped),
     )
 
 

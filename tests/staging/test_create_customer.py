@@ -151,3 +151,78 @@ def test_quickbooks_refusing_the_name_leaves_the_row_unmapped_with_the_reason(
         )
     project.refresh_from_db()
     assert project.qbo_customer is None
+
+
+# --- Map selected… creating the missing customers ---------------------------------------------
+
+
+def test_map_selected_creates_each_missing_client_once_and_maps_every_row(
+    personas: Personas, connected: QboEmulator
+) -> None:
+    from staging.services.bulk_mapping import bulk_map_plan, projects_map_selected
+
+    missing = [_project(personas) for _ in range(3)]
+    other = [_project(personas, "Juniper Hills Winery") for _ in range(2)]
+    known = _project(personas, "Cascade County Schools")
+    selected = StagedProject.objects.filter(company=personas.company)
+    plan = bulk_map_plan(company=personas.company, projects=selected)
+    assert plan.missing == {
+        MISSING: [p.pk for p in missing],
+        "Juniper Hills Winery": [p.pk for p in other],
+    }
+    assert plan.can_create and plan.missing_rows == 5
+
+    result = projects_map_selected(
+        company=personas.company, projects=selected, actor=personas.operator, create_missing=True
+    )
+
+    assert (result.mapped, result.created, result.without_suggestion) == (6, 2, 0)
+    assert result.describe() == (
+        "Mapped 6 projects permanently to 3 customers: 2 new customers were created in QuickBooks."
+    )
+    assert len(_in_qbo(connected, MISSING)) == len(_in_qbo(connected, "Juniper Hills Winery")) == 1
+    for project in [*missing, *other, known]:
+        project.refresh_from_db()
+        assert project.qbo_customer is not None
+        assert project.qbo_customer.display_name == project.client_name
+
+
+def test_without_quickbooks_the_suggested_rows_are_mapped_and_the_rest_say_why(
+    personas: Personas,
+) -> None:
+    from staging.services.bulk_mapping import projects_map_selected
+    from tests.factories import QboCustomerFactory
+
+    QboCustomerFactory(company=personas.company, display_name="Cascade County Schools")
+    _project(personas, "Cascade County Schools")
+    left = _project(personas)
+    result = projects_map_selected(
+        company=personas.company,
+        projects=StagedProject.objects.filter(company=personas.company),
+        actor=personas.operator,
+        create_missing=True,
+    )
+    assert (result.mapped, result.created, result.without_suggestion) == (1, 0, 1)
+    assert "Not created: QuickBooks is not connected." in result.describe()
+    left.refresh_from_db()
+    assert left.qbo_customer is None
+
+
+def test_more_missing_clients_than_one_click_creates_is_refused_before_anything(
+    personas: Personas, connected: QboEmulator
+) -> None:
+    from staging.services.bulk_mapping import MAX_CREATED_PER_CLICK, projects_map_selected
+    from staging.services.mapping import MappingError
+
+    for n in range(MAX_CREATED_PER_CLICK + 1):
+        _project(personas, f"Unknown Client Number {n:03d} Zeta")
+    before = len(control(connected, "GET", "state")["Customer"])
+    with pytest.raises(MappingError, match="creates at most 20 at a time"):
+        projects_map_selected(
+            company=personas.company,
+            projects=StagedProject.objects.filter(company=personas.company),
+            actor=personas.operator,
+            create_missing=True,
+        )
+    assert len(control(connected, "GET", "state")["Customer"]) == before
+    assert not StagedProject.objects.filter(qbo_customer__isnull=False).exists()

@@ -259,7 +259,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--keep-db", action="store_true")
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args(argv)
-    common.bench_setup(database=args.database)
+    common.bench_setup(database=args.database, collectstatic=True)  # DEBUG off: hashed static names
     results = []
     try:
         for n in range(args.repeat):

@@ -86,6 +86,9 @@ def test_a_new_admin_maps_and_syncs_250_demo_projects_in_ten_clicks(
     page.locator("#messages").get_by_text(f"Mapped {PROJECTS} projects permanently").wait_for(
         timeout=60_000
     )
+    clients = {c for c in staged.values_list("client_name", flat=True) if c in MISSING_IN_QBO}
+    created = f"{len(clients)} new customers were created in QuickBooks"
+    assert created in page.locator("#messages").inner_text()
     assert not staged.filter(qbo_customer=None).exists()
     assert set(staged.values_list("status", flat=True)) == {SyncStatus.NEEDS_SYNC}
 

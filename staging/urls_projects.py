@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.urls import URLPattern, path
 
-from staging.project_views import bulk_map, drawers, listing, rows
+from staging.project_views import bulk_map, csv_map, drawers, listing, rows
 
 P = "integration/erp/projects/"
 
@@ -17,6 +17,9 @@ urlpatterns: list[URLPattern] = [
     path(f"{P}retry-failed/", listing.projects_retry_failed, name="projects_retry_failed"),
     path(f"{P}map/preview/", bulk_map.projects_map_preview, name="projects_map_preview"),
     path(f"{P}map/", bulk_map.projects_map_selected, name="projects_map_selected"),
+    path(f"{P}map/csv/", csv_map.map_csv, name="projects_map_csv"),
+    path(f"{P}map/csv/apply/", csv_map.map_csv_apply, name="projects_map_csv_apply"),
+    path(f"{P}map/csv/template.csv", csv_map.map_csv_template, name="projects_map_csv_template"),
     # One row: the QBO Customer picker, mapping, retry
     path(f"{P}<int:pk>/customers/", rows.project_customer_options, name="project_customer_options"),
     path(f"{P}<int:pk>/map/", rows.project_map_customer, name="project_map_customer"),

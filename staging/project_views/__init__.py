@@ -4,6 +4,7 @@
 - `listing`: the list page, the poll while rows are Queued, and the bulk actions on a
   selection (Select All, Sync to QBO and its preview, Retry all failed);
 - `bulk_map`: *Map selected…*, its confirmation and the mapping of many rows at once;
+- `csv_map`: mapping by CSV upload (preview with a verdict per line, then confirm);
 - `rows`: the actions of one row (the QBO Customer picker and permanent mapping, retry);
 - `drawers`: Change History (and its CSV), Json Script, Manual Mapping.
 

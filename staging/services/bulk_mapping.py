@@ -86,7 +86,7 @@ class BulkMapResult:
     without_suggestion: int
     skipped: int  # mapped already, before or during the click
     created: int = 0  # customers created in QuickBooks for clients it did not have
-    not_created: tuple[str, ...] = ()  # why some could not be
+    notes: tuple[str, ...] = ()  # what could not be done, and why
 
     def describe(self) -> str:
         if not self.mapped:
@@ -104,8 +104,8 @@ class BulkMapResult:
         if self.created:
             extras.insert(0, f"{self.created:,} new customers were created in QuickBooks")
         text += (": " + "; ".join(extras) if extras else "") + "."
-        if self.not_created:
-            text += " Not created: " + " ".join(self.not_created)
+        if self.notes:
+            text += " " + " ".join(self.notes)
         return text
 
 
@@ -192,7 +192,31 @@ def projects_map_selected(
         # stays created (and cached) whatever happens to the mapping.
         created, not_created = _create_missing(company, plan)
     result = _map_planned(company=company, plan=plan, actor=actor)
-    return replace(result, created=len(created), not_created=tuple(not_created))
+    notes = ("Not created: " + " ".join(not_created),) if not_created else ()
+    return replace(result, created=len(created), notes=notes)
+
+
+def projects_map_pairs(*, company: Company, pairs: dict[int, int], actor: Actor) -> BulkMapResult:
+    """Map projects to the customers a person listed (a CSV file, checked and confirmed):
+    project pk → customer pk. A customer that can no longer be used (made inactive since
+    the preview) leaves its rows unmapped and is named; rows mapped meanwhile are skipped."""
+    plan = BulkMapPlan()
+    refused: list[str] = []
+    for customer_id in sorted(set(pairs.values())):
+        try:
+            customer = parent_customer(company=company, qbo_customer_id=customer_id)
+        except MappingError as exc:
+            refused.append(str(exc))
+            continue
+        suggestion = Suggestion(
+            customer.pk, customer.display_name, CHOSEN, "From a CSV file", 100, customer.qbo_id
+        )
+        plan.assignments.update(
+            {project: suggestion for project, chosen in pairs.items() if chosen == customer_id}
+        )
+    result = _map_planned(company=company, plan=plan, actor=actor, source="CSV file")
+    notes = ("Not mapped: " + " ".join(refused),) if refused else ()
+    return replace(result, notes=notes)
 
 
 def _create_missing(company: Company, plan: BulkMapPlan) -> tuple[list[str], list[str]]:
@@ -225,7 +249,9 @@ def _create_missing(company: Company, plan: BulkMapPlan) -> tuple[list[str], lis
 
 
 @transaction.atomic
-def _map_planned(*, company: Company, plan: BulkMapPlan, actor: Actor) -> BulkMapResult:
+def _map_planned(
+    *, company: Company, plan: BulkMapPlan, actor: Actor, source: str = "Map selected"
+) -> BulkMapResult:
     now = timezone.now()
     # One claim of every planned row that is still unmapped (a row mapped meanwhile keeps
     # its customer), then ONE UPDATE that gives each claimed row its customer and the status
@@ -261,7 +287,7 @@ def _map_planned(*, company: Company, plan: BulkMapPlan, actor: Actor) -> BulkMa
             kind=EventKind.MAPPED,
             summary=(
                 f"Mapped to QBO customer “{plan.assignments[project.pk].display_name}” "
-                "(permanent; Map selected)"
+                f"(permanent; {source})"
             ),
             actor=actor,
             details={

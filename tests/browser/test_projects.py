@@ -671,3 +671,36 @@ def test_map_selected_can_send_every_row_to_one_chosen_customer(
     northwind = seeded["customers"]["Northwind Logistics"]
     assert StagedProject.objects.filter(company=personas.company, qbo_customer=None).count() == 0
     assert StagedProject.objects.filter(qbo_customer=northwind).count() == 16 + 12
+
+
+def test_map_from_csv_previews_every_line_then_maps_the_good_ones(
+    page: Any, live_server: Any, personas: Personas, seeded: Any, tmp_path: Any
+) -> None:
+    path = tmp_path / "mapping.csv"
+    path.write_text(
+        "project_number,qbo_customer\n"
+        "P-1001,Cascade County Schools\n"  # unmapped: ok
+        "P-1006,Northwind Logistics\n"  # unmapped: ok
+        "P-1002,Cascade County Schools\n"  # mapped to Harbor Properties LLC already
+        "P-9999,Northwind Logistics\n"  # no such project
+    )
+    open_projects(page, live_server, personas.operator)
+    page.get_by_role("link", name="Map from CSV…").click()
+    page.get_by_label("CSV file (UTF-8, at most 1 MB)").set_input_files(str(path))
+    page.get_by_role("button", name="Check the file").click()
+    page.get_by_role("heading", name="mapping.csv: 2 of 4 lines can be mapped").wait_for()
+    verdicts = page.locator(".plan-table tbody tr td:last-child").all_inner_texts()
+    assert verdicts == [
+        "Will be mapped",
+        "Will be mapped",
+        "Already mapped to “Harbor Properties LLC”: a mapping is permanent.",
+        "Unknown project: no staged project has this number.",
+    ]
+    view(page, "projects-map-csv-preview")
+
+    page.get_by_role("button", name="Map 2 projects permanently").click()
+    page.locator("#messages").get_by_text(
+        "Mapped 2 projects permanently to 2 customers."
+    ).wait_for()
+    first = StagedProject.objects.get(company=personas.company, number="P-1001")
+    assert first.qbo_customer == seeded["customers"]["Cascade County Schools"]

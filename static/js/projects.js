@@ -350,15 +350,9 @@
     if (target.closest("[data-close-drawer]")) return $("drawer").close();
     if (target.id === "drawer") return $("drawer").close(); // the backdrop
 
-    const menuLink = target.closest(".row-menu a");
-    if (menuLink) menuLink.closest("details").removeAttribute("open");
-
     // A click elsewhere closes open pickers and row menus.
     document.querySelectorAll("[data-picker].open").forEach((p) => {
       if (!p.contains(target)) closePicker(p, false);
-    });
-    document.querySelectorAll("details.row-menu[open]").forEach((menu) => {
-      if (!menu.contains(target)) menu.removeAttribute("open");
     });
   });
 

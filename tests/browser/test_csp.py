@@ -132,8 +132,7 @@ def open_projects(page: Any, live_server: Any, user: Any) -> None:
 
 def open_drawer(page: Any, project: Any, action: str) -> Any:
     row = page.locator(f"#project-{project.pk}")
-    row.get_by_text("Actions").click()
-    row.get_by_role("menuitem", name=action).click()
+    row.get_by_role("link", name=action).click()
     drawer = page.locator("#drawer")
     drawer.wait_for(state="visible")
     return drawer

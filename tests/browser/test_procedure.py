@@ -153,8 +153,7 @@ def test_import_map_sync_fail_and_retry_in_the_browser(
         assert names.count(project.qbo_display_name) == 1  # exactly one job each
 
     # Change History and Json Script tell the story.
-    _row(page, first).locator("details.row-menu > summary").click()
-    _row(page, first).get_by_role("menuitem", name="Change History").click()
+    _row(page, first).get_by_role("link", name="Change History").click()
     drawer = page.locator(".drawer")
     drawer.get_by_text("Failed").first.wait_for()
     history = drawer.inner_text()

@@ -456,8 +456,7 @@ def test_change_history_drawer_lists_events_and_exports_csv(
 ) -> None:
     failed = seeded["failed"]
     open_projects(page, live_server, personas.viewer)
-    row(page, failed).get_by_text("Actions").click()
-    row(page, failed).get_by_role("menuitem", name="Change History").click()
+    row(page, failed).get_by_role("link", name="Change History").click()
 
     drawer = page.locator("#drawer")
     drawer.wait_for(state="visible")
@@ -488,8 +487,7 @@ def test_json_script_drawer_shows_highlighted_redacted_json(
 ) -> None:
     failed = seeded["failed"]
     open_projects(page, live_server, personas.operator)
-    row(page, failed).get_by_text("Actions").click()
-    row(page, failed).get_by_role("menuitem", name="Json Script").click()
+    row(page, failed).get_by_role("link", name="Json Script").click()
 
     drawer = page.locator("#drawer")
     drawer.wait_for(state="visible")
@@ -508,8 +506,10 @@ def test_json_script_drawer_shows_highlighted_redacted_json(
     assert drawer.locator("#json-last-response .j-string", has_text='"6240"').count() == 1
     view(page, "projects-json-drawer")
 
-    drawer.get_by_role("button", name="Copy Last QBO response").click()
-    assert drawer.get_by_role("button", name="Copy Last QBO response").inner_text() == "Copied"
+    copy = drawer.get_by_role("button", name="Copy Last QBO response")
+    copy.click()
+    # The clipboard write is asynchronous: the label changes once it is done.
+    copy.get_by_text("Copied", exact=True).wait_for(timeout=3000)
     drawer.get_by_role("button", name="Close").click()
     drawer.wait_for(state="hidden")
 
@@ -540,8 +540,7 @@ def test_manual_mapping_drawer_links_an_existing_job(
     holder = seeded["projects"][7]
     StagedProject.objects.filter(pk=holder.pk).update(qbo_record_id="4402")
     open_projects(page, live_server, personas.operator)
-    row(page, project).get_by_text("Actions").click()
-    row(page, project).get_by_role("menuitem", name="Manual Mapping").click()
+    row(page, project).get_by_role("link", name="Manual Mapping").click()
     drawer = page.locator("#drawer")
     drawer.wait_for(state="visible")
     assert drawer.locator("#mm-jobs .option-name").all_inner_texts() == [
@@ -595,8 +594,7 @@ def test_hostile_project_name_runs_no_script(
     assert XSS_NAME in page.locator("#map-confirm-text").inner_text()
     page.get_by_role("button", name="Cancel").click()
     for action in ("Change History", "Json Script"):
-        hostile_row.get_by_text("Actions").click()
-        hostile_row.get_by_role("menuitem", name=action).click()
+        hostile_row.get_by_role("link", name=action).click()
         page.locator("#drawer").wait_for(state="visible")
         assert XSS_NAME in page.locator("#drawer").inner_text()
         page.get_by_role("button", name="Close").click()
@@ -704,3 +702,65 @@ def test_map_from_csv_previews_every_line_then_maps_the_good_ones(
     ).wait_for()
     first = StagedProject.objects.get(company=personas.company, number="P-1001")
     assert first.qbo_customer == seeded["customers"]["Cascade County Schools"]
+
+
+def _boxes_overlap(a: dict[str, float], b: dict[str, float]) -> bool:
+    return not (
+        a["x"] + a["width"] <= b["x"]
+        or b["x"] + b["width"] <= a["x"]
+        or a["y"] + a["height"] <= b["y"]
+        or b["y"] + b["height"] <= a["y"]
+    )
+
+
+def test_nothing_floats_over_the_table_the_search_or_the_tabs(
+    page: Any, live_server: Any, personas: Personas, seeded: Any
+) -> None:
+    open_projects(page, live_server, personas.operator)
+    # Scrolled down, the header row stays right under the app bar and on top of the rows:
+    # no badge, picker or tooltip of a row shows through any header cell.
+    page.mouse.wheel(0, 900)
+    page.wait_for_function("() => window.scrollY > 500")
+    covered = page.evaluate(
+        "() => { const bar = document.querySelector('.app-header').getBoundingClientRect();"
+        " return [...document.querySelectorAll('.projects-table thead th')].flatMap((th) => {"
+        "   const r = th.getBoundingClientRect();"
+        "   const gap = r.top - bar.bottom;"
+        "   return [[0.2, 0.5], [0.5, 0.5], [0.8, 0.5], [0.5, 0.1]].map(([fx, fy]) => {"
+        "     const hit = document.elementFromPoint(r.left + r.width * fx, r.top + r.height * fy);"
+        "     return hit && th.contains(hit) && gap <= 0.5 ? null : th.textContent.trim();"
+        "   }).filter(Boolean); }); }"
+    )
+    assert covered == [], covered
+    view(page, "projects-scrolled")
+
+    # A message after an action sits clear of the search box and the tabs.
+    page.evaluate("() => window.scrollTo(0, 0)")
+    row(page, seeded["projects"][1]).locator(".row-handle").click()
+    page.get_by_role("button", name="Sync to QBO").click()
+    message = page.locator("#messages .message").first
+    message.wait_for()
+    for other in ("#project-search", ".tab-bar"):
+        box = page.locator(other).first.bounding_box()
+        assert box is not None
+        assert not _boxes_overlap(message.bounding_box(), box), other
+
+
+def test_an_import_in_progress_does_not_cover_the_table(
+    page: Any, live_server: Any, personas: Personas, seeded: Any
+) -> None:
+    from staging.models import Run, RunKind, RunState
+
+    Run.objects.create(
+        company=personas.company, kind=RunKind.IMPORT_ALL, state=RunState.RUNNING, total=500
+    )
+    open_projects(page, live_server, personas.operator)
+    card = page.locator("#import-progress .run-progress")
+    card.wait_for()
+    card_box = card.bounding_box()
+    assert card_box is not None
+    cells = [c.bounding_box() for c in page.locator("#project-rows tr:nth-child(-n+12) td").all()]
+    in_view = [box for box in cells if box is not None and box["y"] < 900]
+    assert len(in_view) > 20
+    assert not any(_boxes_overlap(card_box, box) for box in in_view)
+    view(page, "projects-import-running")

@@ -82,8 +82,9 @@ def project_json(request: HtmxHttpRequest, pk: int) -> HttpResponse:
 @company_required(Role.OPERATOR)
 def project_manual_map(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     project = company_project(request, pk)
-    jobs = selectors.qbo_job_options(company=current_company(request), project=project, q="")
-    context = {"project": project, "jobs": jobs, "serial": serial_from(request.GET)}
+    q = request.GET.get("q", "")[:200]  # the customer picker links here with a job's name
+    jobs = selectors.qbo_job_options(company=current_company(request), project=project, q=q)
+    context = {"project": project, "jobs": jobs, "serial": serial_from(request.GET), "q": q}
     return _drawer(request, "manual_map", context)
 
 

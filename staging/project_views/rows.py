@@ -83,6 +83,8 @@ def project_customer_options(request: HtmxHttpRequest, pk: int) -> HttpResponse:
         "q": q,
         "create_name": "" if q.strip() else mapping.customer_to_create(project=project),
         "create_url": reverse("portfolio:project_create_customer", args=[project.pk]),
+        "jobs": selectors.qbo_job_search(company=current_company(request), q=q),
+        "manual_map_url": reverse("portfolio:project_manual_map", args=[project.pk]),
     }
     return vary_on_htmx(render(request, f"{PAGE_TEMPLATE}#customer_options", context))
 

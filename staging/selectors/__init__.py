@@ -33,6 +33,7 @@ from staging.selectors.customers import (
     qbo_customer_options,
     qbo_job_for_project,
     qbo_job_options,
+    qbo_job_search,
 )
 from staging.selectors.filters import (
     DEFAULT_SORT,
@@ -97,6 +98,7 @@ __all__ = [
     "qbo_customer_options",
     "qbo_job_for_project",
     "qbo_job_options",
+    "qbo_job_search",
     "staged_linarc_ids",
     "status_chips",
 ]

@@ -78,3 +78,16 @@ def qbo_connection_state(*, company: Company) -> str:
     ``connected``, ``needs_reconnect`` or ``disconnected`` (never connected, or let go)."""
     status = QboConnection.objects.filter(company=company).values_list("status", flat=True).first()
     return status or QboConnectionStatus.DISCONNECTED
+
+
+def qbo_job_search(*, company: Company, q: str, limit: int = 10) -> list[QboCustomer]:
+    """Sub-customers (jobs) whose name contains ``q``, for the customer picker: they cannot
+    be a project's customer, so the picker shows them with their parent path and a way to
+    Manual Mapping instead."""
+    text = _customer_search(q)
+    if not text:
+        return []
+    jobs = QboCustomer.objects.filter(
+        company=company, is_job=True, deleted_in_qbo=False, search_name__contains=text
+    )
+    return list(jobs.order_by("search_name", "id")[:limit])

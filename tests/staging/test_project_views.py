@@ -1162,3 +1162,31 @@ def test_no_banner_while_quickbooks_is_connected(personas: Personas) -> None:
     QboConnection.objects.create(company=personas.company, realm_id="9130", status="connected")
     page = personas.client_for(personas.admin).get(LIST_URL).content.decode()
     assert 'class="qbo-banner"' not in page
+
+
+def test_the_picker_shows_matching_sub_customers_with_their_parent_path(
+    personas: Personas, operator: Client
+) -> None:
+    project = make(personas.company, client_name="Harbor Properties")
+    QboCustomerFactory(company=personas.company, qbo_id="41", display_name="Harbor Properties")
+    QboCustomerFactory(
+        company=personas.company,
+        qbo_id="87",
+        display_name="Harbor Dock Rebuild",
+        is_job=True,
+        parent_qbo_id="41",
+        fully_qualified_name="Harbor Properties:Harbor Dock Rebuild",
+    )
+    url = reverse("portfolio:project_customer_options", args=[project.pk])
+
+    typed = operator.get(url, {"q": "dock"}, headers=HX).content.decode()
+    first = operator.get(url, headers=HX).content.decode()
+
+    assert "Harbor Properties:Harbor Dock Rebuild" in typed
+    manual = reverse("portfolio:project_manual_map", args=[project.pk])
+    assert f'hx-get="{manual}?q=Harbor%20Dock%20Rebuild"' in typed
+    assert 'data-customer-id="' not in typed.split("picker-jobs")[1]  # not a customer to pick
+    assert "Harbor Dock Rebuild" not in first  # jobs only for a search
+
+    drawer = operator.get(manual, {"q": "Harbor Dock Rebuild"}, headers=HX).content.decode()
+    assert 'value="Harbor Dock Rebuild"' in drawer and "Harbor Dock Rebuild" in drawer

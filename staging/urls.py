@@ -9,7 +9,7 @@ from django.views.generic import RedirectView
 from integrations import urls as integration_urls
 from integrations import views as integration_views
 from integrations import webhook_views
-from staging import error_views, urls_imports, urls_projects, urls_qbo, views
+from staging import error_views, health_views, urls_imports, urls_projects, urls_qbo, views
 
 
 def healthz(request: HttpRequest) -> HttpResponse:
@@ -23,6 +23,14 @@ portfolio_patterns = [
     *urls_projects.urlpatterns,
     *urls_imports.urlpatterns,
     *urls_qbo.urlpatterns,
+    path(
+        "integration/erp/health/", health_views.integration_health_page, name="integration_health"
+    ),
+    path(
+        "integration/erp/health/retry/",
+        health_views.health_retry_class,
+        name="integration_health_retry",
+    ),
     *integration_urls.urlpatterns,
 ]
 

@@ -764,3 +764,22 @@ def test_an_import_in_progress_does_not_cover_the_table(
     assert len(in_view) > 20
     assert not any(_boxes_overlap(card_box, box) for box in in_view)
     view(page, "projects-import-running")
+
+
+def test_the_health_page_groups_failures_and_retries_a_kind(
+    page: Any, live_server: Any, personas: Personas, seeded: Any
+) -> None:
+    open_projects(page, live_server, personas.operator)
+    page.get_by_role("link", name="Health").click()
+    page.get_by_role("heading", name="Projects that failed or need a person").wait_for()
+    assert "Some things need attention" in page.locator(".health-verdict").inner_text()
+    kinds = page.locator(".health-section tbody tr td:first-child strong").all_inner_texts()
+    assert "No customer chosen" in kinds and "Duplicate name in QuickBooks" in kinds
+    screenshot(page, "health-attention")
+
+    row_of = page.locator(".health-section tbody tr", has_text="Duplicate name in QuickBooks")
+    row_of.get_by_role("button", name="Retry these").click()
+    page.locator("#messages").get_by_text("Retrying").wait_for()
+    assert not StagedProject.objects.filter(
+        company=personas.company, status=SyncStatus.FAILED, failure_code="6240"
+    ).exists()

@@ -1,0 +1,53 @@
+"""The integration health page (ERP Integration → Health): the connections, the queue, the
+workers, the last runs and the failures by kind, polled while open; Operators can retry a
+kind of failure in one click."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_POST
+
+from integrations.http import render_page_or_partial
+from integrations.models import Role
+from integrations.tenancy import company_required, current_company
+from staging.models import StagedProject, SyncStatus
+from staging.selectors.health import failure_classes, integration_health
+from staging.sync.queue import projects_retry_failed
+
+PAGE = "staging/health.html"
+
+
+@require_GET
+@company_required()
+def integration_health_page(request: HttpRequest) -> HttpResponse:
+    company = current_company(request)
+    membership = getattr(request, "membership", None)
+    context = {
+        "erp_tab": "health",
+        "health": integration_health(company=company),
+        "can_operate": bool(membership and membership.has_role(Role.OPERATOR)),
+        "can_connect": bool(membership and membership.has_role(Role.ADMIN)),
+    }
+    return render_page_or_partial(request, PAGE, context, partial="health")
+
+
+@require_POST
+@company_required(Role.OPERATOR)
+def health_retry_class(request: HttpRequest) -> HttpResponse:
+    """Retry the Failed rows of one kind of failure (named as the page lists it)."""
+    company = current_company(request)
+    name = request.POST.get("name", "")
+    chosen = next(
+        (c for c in failure_classes(company=company) if c.name == name and c.retryable), None
+    )
+    if chosen is None:
+        messages.warning(request, "No failed projects of that kind are left.")
+    else:
+        projects = StagedProject.objects.filter(
+            company=company, status=SyncStatus.FAILED, failure_code__in=chosen.codes
+        )
+        summary = projects_retry_failed(company=company, projects=projects, actor=request.user)
+        messages.success(request, f"Retrying {summary.queued:,} projects: {chosen.name}.")
+    return HttpResponseRedirect(reverse("portfolio:integration_health"))

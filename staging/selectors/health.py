@@ -1,0 +1,149 @@
+"""The integration health page: is the company's integration working, and what needs a
+person. Every read is bounded (an index or a small table), so the page stays cheap at
+100,000 staged rows and can poll.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from django.db.models import Count, Max, Min
+from django.utils import timezone
+
+from integrations.models import Company, LinarcConnection, QboConnection, QboConnectionStatus
+from staging.imports.runs import IMPORT_KINDS
+from staging.models import Run, StagedProject, SyncStatus
+from staging.services.workers import workers_online
+
+REFRESH_TOKEN_WARN = timedelta(days=14)
+RECENT_RUNS = 8
+
+
+@dataclass(frozen=True)
+class FailureClass:
+    """Rows that failed, or need a person, for one kind of reason."""
+
+    name: str
+    status: str  # SyncStatus.FAILED or NEEDS_ACTION
+    count: int
+    sample: str  # one row's reason, as the row shows it
+    codes: tuple[str, ...]  # the QBO fault codes of its rows ("" for none)
+    advice: str
+
+    @property
+    def retryable(self) -> bool:
+        return self.status == SyncStatus.FAILED
+
+
+@dataclass(frozen=True)
+class IntegrationHealth:
+    qbo: QboConnection | None
+    qbo_state: str  # connected, needs_reconnect or disconnected
+    refresh_days_left: int | None
+    linarc: LinarcConnection | None
+    last_import: Run | None
+    queued: int
+    oldest_queued_at: datetime | None
+    workers_online: bool
+    runs: list[Run] = field(default_factory=list)
+    failures: list[FailureClass] = field(default_factory=list)
+
+    @property
+    def refresh_expiring(self) -> bool:
+        return self.refresh_days_left is not None and self.refresh_days_left <= (
+            REFRESH_TOKEN_WARN.days
+        )
+
+    @property
+    def healthy(self) -> bool:
+        return (
+            self.qbo_state == QboConnectionStatus.CONNECTED
+            and not self.refresh_expiring
+            and self.workers_online
+            and not self.failures
+            and not (self.last_import and self.last_import.state == "failed")
+        )
+
+
+def integration_health(*, company: Company) -> IntegrationHealth:
+    qbo = QboConnection.objects.filter(company=company).first()
+    days_left = None
+    if qbo is not None and qbo.refresh_expires_at is not None:
+        days_left = max(0, (qbo.refresh_expires_at - timezone.now()).days)
+    queue = StagedProject.objects.filter(company=company, status=SyncStatus.QUEUED).aggregate(
+        count=Count("pk"), oldest=Min("queued_at")
+    )
+    runs = list(Run.objects.filter(company=company).order_by("-created_at", "-id")[:RECENT_RUNS])
+    imports = Run.objects.filter(company=company, kind__in=IMPORT_KINDS)
+    return IntegrationHealth(
+        qbo=qbo,
+        qbo_state=qbo.status if qbo is not None else QboConnectionStatus.DISCONNECTED,
+        refresh_days_left=days_left,
+        linarc=LinarcConnection.objects.filter(company=company).first(),
+        last_import=imports.order_by("-created_at", "-id").first(),
+        queued=queue["count"],
+        oldest_queued_at=queue["oldest"],
+        workers_online=workers_online(),
+        runs=runs,
+        failures=failure_classes(company=company),
+    )
+
+
+def failure_classes(*, company: Company) -> list[FailureClass]:
+    """Failed and Needs Action rows by kind of reason, most rows first. One grouped read of
+    those rows (through the (company, status) index), then classified here."""
+    groups = (
+        StagedProject.objects.filter(
+            company=company, status__in=(SyncStatus.FAILED, SyncStatus.NEEDS_ACTION)
+        )
+        .values_list("status", "failure_code")
+        .annotate(count=Count("pk"), sample=Max("status_reason"))
+        .order_by()
+    )
+    merged: dict[tuple[str, str], list[tuple[str, int, str]]] = {}
+    for status, code, count, sample in groups:
+        name, _advice = _classify(status, code or "", sample or "")
+        merged.setdefault((status, name), []).append((code or "", count, sample or ""))
+    classes = []
+    for (status, name), rows in merged.items():
+        _name, advice = _classify(status, rows[0][0], rows[0][2])
+        biggest = max(rows, key=lambda row: row[1])
+        classes.append(
+            FailureClass(
+                name=name,
+                status=status,
+                count=sum(row[1] for row in rows),
+                sample=biggest[2],
+                codes=tuple(sorted({row[0] for row in rows})),
+                advice=advice,
+            )
+        )
+    return sorted(classes, key=lambda c: (-c.count, c.name))
+
+
+# QBO fault codes: https://developer.intuit.com/app/developer/qbo/docs/develop/troubleshooting/error-codes
+_AUTH_CODES = {"3200", "3201", "3202", "401", "403"}
+_THROTTLE_CODES = {"3001", "429"}
+_DUPLICATE_CODES = {"6240"}
+
+
+def _classify(status: str, code: str, reason: str) -> tuple[str, str]:
+    """(the class's name, what to do about it)."""
+    text = reason.casefold()
+    if code in _DUPLICATE_CODES or "already used in quickbooks" in text:
+        return (
+            "Duplicate name in QuickBooks",
+            "Link the existing record with Manual Mapping, or change the naming rule.",
+        )
+    if status == SyncStatus.NEEDS_ACTION:
+        if "customer" in text and ("choose" in text or "no qbo customer" in text):
+            return "No customer chosen", "Map them: Map selected… on the Needs Action chip."
+        return "Needs a fix", "Open a row's reason; fix the data in Linarc or the mapping."
+    if code in _AUTH_CODES or "reconnect" in text:
+        return "QuickBooks authorisation", "Reconnect QuickBooks, then retry."
+    if code in _THROTTLE_CODES or "throttl" in text:
+        return "Throttled by QuickBooks", "Retry later; the sync paces itself."
+    if "did not answer" in text or not code:
+        return "QuickBooks unavailable", "Retry when QuickBooks answers again."
+    return "Refused by QuickBooks", "Open a row's reason; retry once the cause is fixed."

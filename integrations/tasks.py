@@ -12,6 +12,7 @@ from typing import Any
 from celery import shared_task
 
 from integrations.retry import QBO_RETRY, retry_countdown
+from integrations.services.qbo_tokens import qbo_tokens_keep_fresh
 from integrations.services.webhook_processing import (
     webhook_event_realm,
     webhook_events_process,
@@ -47,6 +48,12 @@ def process_qbo_webhook(self: Any, *, event_id: int) -> None:
     realm_id = webhook_event_realm(event_id=event_id)
     if realm_id and webhook_events_process(realm_id=realm_id, claim_id=self.request.id):
         process_qbo_webhooks.delay(realm_id=realm_id)
+
+
+@shared_task(name="integrations.keep_qbo_tokens_fresh")
+def keep_qbo_tokens_fresh() -> dict[str, int]:
+    """Maintenance: refresh the realms whose QuickBooks connection would lapse otherwise."""
+    return dict(qbo_tokens_keep_fresh().__dict__)
 
 
 @shared_task(name="integrations.sweep_qbo_webhooks")

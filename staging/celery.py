@@ -32,6 +32,7 @@ _LANE_OF_TASK = {
     "integrations.process_qbo_webhook": WEBHOOKS,
     "integrations.process_qbo_webhooks": WEBHOOKS,
     "integrations.sweep_qbo_webhooks": MAINTENANCE,
+    "integrations.keep_qbo_tokens_fresh": MAINTENANCE,
 }
 
 
@@ -62,6 +63,8 @@ app.conf.beat_schedule = {
     "expire-lost-imports": {"task": "staging.expire_lost_imports", "schedule": 300.0},
     # Process webhook events that wait with no run (a lost message, a run that failed).
     "sweep-qbo-webhooks": {"task": "integrations.sweep_qbo_webhooks", "schedule": 120.0},
+    # Refresh QuickBooks connections well before their refresh token could lapse.
+    "keep-qbo-tokens-fresh": {"task": "integrations.keep_qbo_tokens_fresh", "schedule": 6 * 3600.0},
 }
 
 

@@ -45,11 +45,6 @@ def can_operate(request: HttpRequest) -> bool:
     return bool(membership and membership.has_role(Role.OPERATOR))
 
 
-def _can_connect(request: HttpRequest) -> bool:
-    membership = getattr(request, "membership", None)
-    return bool(membership and membership.has_role(Role.ADMIN))
-
-
 def company_project(request: HttpRequest, pk: int) -> StagedProject:
     """One project of the current company; another company's id answers 404."""
     return get_object_or_404(
@@ -97,8 +92,6 @@ def _list_context(request: HttpRequest, filters: ProjectFilters) -> dict[str, An
         "sort_headers": sort_headers(filters),
         "pager": pager(page),
         "can_operate": can_operate(request),
-        "can_connect": _can_connect(request),
-        "qbo_state": selectors.qbo_connection_state(company=current_company(request)),
         "list_url": list_url(filters, page=page.number),
         **_status_bar_context(page),
         **_progress_context(request),

@@ -29,7 +29,6 @@ from staging.selectors.counts import (
 from staging.selectors.customers import (
     CUSTOMER_OPTIONS_LIMIT,
     JobOption,
-    qbo_connection_state,
     qbo_customer_options,
     qbo_job_for_project,
     qbo_job_options,
@@ -94,7 +93,6 @@ __all__ = [
     "projects_by_ids",
     "projects_matching",
     "projects_selected",
-    "qbo_connection_state",
     "qbo_customer_options",
     "qbo_job_for_project",
     "qbo_job_options",

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from integrations.models import Company, QboConnection, QboConnectionStatus, QboCustomer
+from integrations.models import Company, QboCustomer
 from staging.models import StagedProject
 from staging.selectors.filters import MAX_SEARCH_LENGTH, without_nul
 
@@ -71,13 +71,6 @@ def qbo_job_for_project(
     if project.qbo_customer is not None:
         jobs = jobs.filter(parent_qbo_id=project.qbo_customer.qbo_id)
     return jobs.first()
-
-
-def qbo_connection_state(*, company: Company) -> str:
-    """The company's QuickBooks connection as the Projects tab's banner needs it:
-    ``connected``, ``needs_reconnect`` or ``disconnected`` (never connected, or let go)."""
-    status = QboConnection.objects.filter(company=company).values_list("status", flat=True).first()
-    return status or QboConnectionStatus.DISCONNECTED
 
 
 def qbo_job_search(*, company: Company, q: str, limit: int = 10) -> list[QboCustomer]:

@@ -1190,3 +1190,16 @@ def test_the_picker_shows_matching_sub_customers_with_their_parent_path(
 
     drawer = operator.get(manual, {"q": "Harbor Dock Rebuild"}, headers=HX).content.decode()
     assert 'value="Harbor Dock Rebuild"' in drawer and "Harbor Dock Rebuild" in drawer
+
+
+def test_the_banner_shows_on_every_integration_page_but_the_connection_panel(
+    personas: Personas,
+) -> None:
+    from integrations.models import QboConnection
+
+    QboConnection.objects.create(company=personas.company, realm_id="9", status="needs_reconnect")
+    admin = personas.client_for(personas.admin)
+    for name in ("portfolio:projects", "portfolio:sync_rules", "portfolio:integration_health"):
+        assert "QuickBooks needs to be reconnected." in admin.get(reverse(name)).content.decode()
+    panel = admin.get(reverse("portfolio:qbo_connection")).content.decode()
+    assert 'class="qbo-banner"' not in panel

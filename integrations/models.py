@@ -36,6 +36,11 @@ class Membership(models.Model):
     )
     company = models.ForeignKey(Company, on_delete=models.CASCADE, related_name="memberships")
     role = models.CharField(max_length=16, choices=Role.choices, default=Role.VIEWER)
+    # What this person receives by e-mail for this company (admins only; docs/operations.md).
+    email_digest = models.BooleanField(default=True, help_text="The daily digest of failures.")
+    email_alerts = models.BooleanField(
+        default=True, help_text="An e-mail at once when QuickBooks needs reconnecting."
+    )
 
     class Meta:
         constraints = [

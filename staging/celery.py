@@ -4,6 +4,7 @@ import os
 from typing import Any
 
 from celery import Celery
+from celery.schedules import crontab
 from celery.signals import worker_ready
 
 from staging.worker_checks import connect as connect_worker_checks
@@ -33,6 +34,7 @@ _LANE_OF_TASK = {
     "integrations.process_qbo_webhooks": WEBHOOKS,
     "integrations.sweep_qbo_webhooks": MAINTENANCE,
     "integrations.keep_qbo_tokens_fresh": MAINTENANCE,
+    "staging.send_daily_digests": MAINTENANCE,
 }
 
 
@@ -65,6 +67,11 @@ app.conf.beat_schedule = {
     "sweep-qbo-webhooks": {"task": "integrations.sweep_qbo_webhooks", "schedule": 120.0},
     # Refresh QuickBooks connections well before their refresh token could lapse.
     "keep-qbo-tokens-fresh": {"task": "integrations.keep_qbo_tokens_fresh", "schedule": 6 * 3600.0},
+    # The admins' daily digest of failures; once per company and day however often it runs.
+    "send-daily-digests": {
+        "task": "staging.send_daily_digests",
+        "schedule": crontab(minute=0, hour=7),
+    },
 }
 
 

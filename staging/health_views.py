@@ -11,6 +11,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from integrations.http import render_page_or_partial
 from integrations.models import Role
+from integrations.services.alerts import membership_notifications_set
 from integrations.tenancy import company_required, current_company
 from staging.models import StagedProject, SyncStatus
 from staging.selectors.health import failure_classes, integration_health
@@ -29,6 +30,7 @@ def integration_health_page(request: HttpRequest) -> HttpResponse:
         "health": integration_health(company=company),
         "can_operate": bool(membership and membership.has_role(Role.OPERATOR)),
         "can_connect": bool(membership and membership.has_role(Role.ADMIN)),
+        "membership": membership,
     }
     return render_page_or_partial(request, PAGE, context, partial="health")
 
@@ -50,4 +52,17 @@ def health_retry_class(request: HttpRequest) -> HttpResponse:
         )
         summary = projects_retry_failed(company=company, projects=projects, actor=request.user)
         messages.success(request, f"Retrying {summary.queued:,} projects: {chosen.name}.")
+    return HttpResponseRedirect(reverse("portfolio:integration_health"))
+
+
+@require_POST
+@company_required(Role.ADMIN)
+def health_notifications(request: HttpRequest) -> HttpResponse:
+    """The admin's own e-mail choices for this company (the digest and the alerts)."""
+    membership_notifications_set(
+        membership=request.membership,  # type: ignore[attr-defined]
+        digest=request.POST.get("email_digest") == "1",
+        alerts=request.POST.get("email_alerts") == "1",
+    )
+    messages.success(request, "Your e-mail choices are saved.")
     return HttpResponseRedirect(reverse("portfolio:integration_health"))

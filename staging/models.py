@@ -351,3 +351,21 @@ class WorkerHeartbeat(models.Model):
 
     def __str__(self) -> str:
         return f"{self.hostname} at {self.seen_at:%H:%M:%S}"
+
+
+class DigestSent(models.Model):
+    """One row per company and day the daily digest was decided (sent, or nothing to say):
+    a beat task delivered twice finds the row and sends nothing more."""
+
+    company = models.ForeignKey(Company, on_delete=models.CASCADE, related_name="+")
+    day = models.DateField()
+    sent_at = models.DateTimeField(default=timezone.now)
+    recipients = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["company", "day"], name="one_digest_per_day"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Digest for {self.company} on {self.day}"

@@ -306,6 +306,21 @@ _REFUSAL_LOGGERS = [
         )
     ),
 ]
+# E-mail: the daily digest and the alerts (docs/operations.md). The embedded default writes
+# each message to a file in var/mail/ (Django's file backend); production sets
+# EMAIL_BACKEND=django.core.mail.backends.smtp.EmailBackend and the EMAIL_* server settings.
+# https://docs.djangoproject.com/en/5.2/topics/email/
+EMAIL_BACKEND = env.get_str("EMAIL_BACKEND", "django.core.mail.backends.filebased.EmailBackend")
+EMAIL_FILE_PATH = VAR_DIR / "mail"
+EMAIL_HOST = env.get_str("EMAIL_HOST", "localhost")
+EMAIL_PORT = env.get_int("EMAIL_PORT", 25, minimum=1)
+EMAIL_HOST_USER = env.get_str("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = env.get_str("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = env.get_bool("EMAIL_USE_TLS", False)
+DEFAULT_FROM_EMAIL = env.get_str("DEFAULT_FROM_EMAIL", "Linarc QBO staging <staging@localhost>")
+# The address the e-mails link to (they are read outside the browser session).
+SITE_URL = env.get_str("SITE_URL", "http://127.0.0.1:8000").rstrip("/")
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

@@ -31,6 +31,11 @@ portfolio_patterns = [
         health_views.health_retry_class,
         name="integration_health_retry",
     ),
+    path(
+        "integration/erp/health/notifications/",
+        health_views.health_notifications,
+        name="integration_health_notifications",
+    ),
     *integration_urls.urlpatterns,
 ]
 

@@ -4,7 +4,7 @@ with a per-realm row lock, the shared per-realm rate limiter, and client constru
 from __future__ import annotations
 
 from collections.abc import Callable
-from functools import cache
+from functools import cache, partial
 
 from django.conf import settings
 from django.db import transaction
@@ -12,6 +12,7 @@ from django.utils import timezone
 
 from integrations.errors import Conflict
 from integrations.models import Company, QboConnection, QboConnectionStatus
+from integrations.services.alerts import reconnect_alert_send
 from qbo_client.client import QboClient, RequestRecord
 from qbo_client.config import QboConfig
 from qbo_client.errors import ReconnectRequired
@@ -80,9 +81,14 @@ def connection_store_tokens(*, connection: QboConnection, tokens: TokenSet) -> N
 
 
 def connection_mark_needs_reconnect(*, connection_id: int, reason: str = RECONNECT_REASON) -> None:
-    QboConnection.objects.filter(pk=connection_id).update(
-        status=QboConnectionStatus.NEEDS_RECONNECT, last_error=reason
+    """Mark the connection lost; the first time only, its admins get an e-mail at once."""
+    changed = (
+        QboConnection.objects.filter(pk=connection_id)
+        .exclude(status=QboConnectionStatus.NEEDS_RECONNECT)
+        .update(status=QboConnectionStatus.NEEDS_RECONNECT, last_error=reason)
     )
+    if changed:
+        transaction.on_commit(partial(reconnect_alert_send, connection_id=connection_id))
 
 
 class DjangoTokenStore:

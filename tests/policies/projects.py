@@ -14,6 +14,7 @@ POLICY: dict[str, Policy] = {
     "portfolio:projects_sync_preview": Policy(),
     "portfolio:integration_health": Policy(),
     "portfolio:integration_health_retry": Policy(method="post", role=Role.OPERATOR),
+    "portfolio:integration_health_notifications": Policy(method="post", role=Role.ADMIN),
     "portfolio:project_history": Policy(obj="project"),
     "portfolio:project_history_csv": Policy(obj="project"),
     "portfolio:project_json": Policy(obj="project"),

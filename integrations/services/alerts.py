@@ -1,0 +1,52 @@
+"""Alerts by e-mail, at once: a company's admins hear that QuickBooks needs reconnecting
+the moment it happens, not when they next open the Projects tab. Once per change of state:
+a connection already marked sends nothing more. Admins can turn them off per company
+(``Membership.email_alerts``; the health page).
+
+Django's e-mail framework: https://docs.djangoproject.com/en/5.2/topics/email/
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.core.mail import send_mail
+from django.urls import reverse
+
+from integrations.models import Membership, QboConnection, Role
+
+
+def reconnect_alert_send(*, connection_id: int) -> int:
+    """E-mail the company's admins that QuickBooks needs reconnecting; returns how many."""
+    connection = QboConnection.objects.select_related("company").get(pk=connection_id)
+    company = connection.company
+    recipients = sorted(
+        {
+            m.user.email
+            for m in Membership.objects.filter(
+                company=company, role=Role.ADMIN, email_alerts=True
+            ).select_related("user")
+            if m.user.email
+        }
+    )
+    if not recipients:
+        return 0
+    panel = settings.SITE_URL + reverse("portfolio:qbo_connection")
+    send_mail(
+        subject=f"{company.name}: QuickBooks needs reconnecting",
+        message=(
+            f"QuickBooks stopped accepting {company.name}'s connection: "
+            f"{connection.last_error or 'it was revoked or has expired.'}\n\n"
+            "Nothing is sent to QuickBooks until an admin reconnects it; imports and "
+            "mappings go on, and the projects queued meanwhile wait.\n\n"
+            f"Reconnect here: {panel}\n"
+        ),
+        from_email=settings.DEFAULT_FROM_EMAIL,
+        recipient_list=recipients,
+    )
+    return len(recipients)
+
+
+def membership_notifications_set(*, membership: Membership, digest: bool, alerts: bool) -> None:
+    """What this person receives by e-mail for this company."""
+    membership.email_digest, membership.email_alerts = digest, alerts
+    membership.save(update_fields=["email_digest", "email_alerts"])

@@ -318,6 +318,8 @@ EMAIL_HOST_USER = env.get_str("EMAIL_HOST_USER", "")
 EMAIL_HOST_PASSWORD = env.get_str("EMAIL_HOST_PASSWORD", "")
 EMAIL_USE_TLS = env.get_bool("EMAIL_USE_TLS", False)
 DEFAULT_FROM_EMAIL = env.get_str("DEFAULT_FROM_EMAIL", "Linarc QBO staging <staging@localhost>")
+# The Prometheus endpoint /metrics answers only a request bearing this token (staging/metrics.py).
+METRICS_TOKEN = env.get_str("METRICS_TOKEN", "")
 # The address the e-mails link to (they are read outside the browser session).
 SITE_URL = env.get_str("SITE_URL", "http://127.0.0.1:8000").rstrip("/")
 

@@ -9,7 +9,7 @@ from django.views.generic import RedirectView
 from integrations import urls as integration_urls
 from integrations import views as integration_views
 from integrations import webhook_views
-from staging import error_views, health_views, urls_imports, urls_projects, urls_qbo, views
+from staging import error_views, health_views, metrics, urls_imports, urls_projects, urls_qbo, views
 
 
 def healthz(request: HttpRequest) -> HttpResponse:
@@ -46,6 +46,7 @@ urlpatterns = [
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("company/switch/", integration_views.switch_company, name="switch_company"),
     path("webhooks/qbo/", webhook_views.qbo_webhook, name="qbo_webhook"),
+    path("metrics", metrics.metrics, name="metrics"),
     path("portfolio/", include((portfolio_patterns, "portfolio"))),
     path("admin/", admin.site.urls),
 ]

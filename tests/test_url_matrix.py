@@ -30,6 +30,8 @@ URL_POLICY: dict[str, Policy] = {
     "switch_company": Policy(method="post", role=Role.VIEWER),
     # No login: authenticated by the intuit-signature HMAC (tests/integrations/test_webhooks.py)
     "qbo_webhook": Policy(method="post", role=None),
+    # No login: a bearer token (METRICS_TOKEN; tests/staging/test_metrics.py), 404 without one
+    "metrics": Policy(role=None),
     "portfolio:home": Policy(),
     "portfolio:integration": Policy(),
     "portfolio:erp": Policy(),

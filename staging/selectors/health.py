@@ -144,6 +144,8 @@ def _classify(status: str, code: str, reason: str) -> tuple[str, str]:
         return "QuickBooks authorisation", "Reconnect QuickBooks, then retry."
     if code in _THROTTLE_CODES or "throttl" in text:
         return "Throttled by QuickBooks", "Retry later; the sync paces itself."
-    if "did not answer" in text or not code:
+    if "did not answer" in text:
         return "QuickBooks unavailable", "Retry when QuickBooks answers again."
+    if not code:
+        return "Failed without a QuickBooks code", "Open a row's reason; retry once it is fixed."
     return "Refused by QuickBooks", "Open a row's reason; retry once the cause is fixed."

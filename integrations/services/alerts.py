@@ -1,5 +1,6 @@
-"""Alerts by e-mail, at once: a company's admins hear that QuickBooks needs reconnecting
-the moment it happens, not when they next open the Projects tab. Once per change of state:
+"""Alerts by e-mail, at once: a company's admins hear that QuickBooks needs reconnecting,
+or that the scheduled Linarc pull started failing, the moment it happens, not when they
+next open the Projects tab. Once per change of state:
 a connection already marked sends nothing more. Admins can turn them off per company
 (``Membership.email_alerts``; the health page).
 
@@ -12,22 +13,14 @@ from django.conf import settings
 from django.core.mail import send_mail
 from django.urls import reverse
 
-from integrations.models import Membership, QboConnection, Role
+from integrations.models import Company, Membership, QboConnection, Role
 
 
 def reconnect_alert_send(*, connection_id: int) -> int:
     """E-mail the company's admins that QuickBooks needs reconnecting; returns how many."""
     connection = QboConnection.objects.select_related("company").get(pk=connection_id)
     company = connection.company
-    recipients = sorted(
-        {
-            m.user.email
-            for m in Membership.objects.filter(
-                company=company, role=Role.ADMIN, email_alerts=True
-            ).select_related("user")
-            if m.user.email
-        }
-    )
+    recipients = alert_recipients(company=company)
     if not recipients:
         return 0
     panel = settings.SITE_URL + reverse("portfolio:qbo_connection")
@@ -44,6 +37,36 @@ def reconnect_alert_send(*, connection_id: int) -> int:
         recipient_list=recipients,
     )
     return len(recipients)
+
+
+def pull_failing_alert_send(*, company_id: int, error: str) -> int:
+    """E-mail the company's admins that the scheduled Linarc pull has started failing (the
+    first failure after a success: not every failing run); returns how many."""
+    company = Company.objects.get(pk=company_id)
+    recipients = alert_recipients(company=company)
+    if not recipients:
+        return 0
+    rules = settings.SITE_URL + reverse("portfolio:sync_rules")
+    send_mail(
+        subject=f"{company.name}: the scheduled Linarc pull is failing",
+        message=(
+            f"The scheduled pull of {company.name}'s Linarc projects failed: {error}\n\n"
+            "It is tried again at its next time; projects already staged are not affected. "
+            "You hear from us again only after it has worked once more and then fails.\n\n"
+            f"The Linarc connection and the schedule: {rules}\n"
+        ),
+        from_email=settings.DEFAULT_FROM_EMAIL,
+        recipient_list=recipients,
+    )
+    return len(recipients)
+
+
+def alert_recipients(*, company: Company) -> list[str]:
+    """The company's admins who want alerts and have an e-mail address."""
+    memberships = Membership.objects.filter(
+        company=company, role=Role.ADMIN, email_alerts=True
+    ).select_related("user")
+    return sorted({m.user.email for m in memberships if m.user.email})
 
 
 def membership_notifications_set(*, membership: Membership, digest: bool, alerts: bool) -> None:

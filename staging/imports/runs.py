@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
+from functools import partial
 from typing import Any
 
 from django.db import transaction
@@ -20,6 +21,7 @@ from django.utils import timezone
 from integrations.actors import Actor, actor_user
 from integrations.errors import Conflict, Refused
 from integrations.models import Company, LinarcConnection, SyncRules
+from integrations.services.alerts import pull_failing_alert_send
 from integrations.services.linarc import LinarcNotConfigured, linarc_connection_get
 from linarc_client import InvalidRecord
 from staging.imports.writer import PageOutcome, company_imports_lock
@@ -261,6 +263,18 @@ def run_save_progress(run: Run, tally: Tally) -> None:
     )
 
 
+def _pull_was_failing(run: Run) -> bool:
+    """Whether the company's previous scheduled pull failed too (then its admins were told)."""
+    previous = (
+        Run.objects.filter(company_id=run.company_id, kind=RunKind.SCHEDULED_PULL, pk__lt=run.pk)
+        .exclude(state__in=ACTIVE_STATES)
+        .order_by("-pk")
+        .values_list("state", flat=True)
+        .first()
+    )
+    return previous == RunState.FAILED
+
+
 def import_run_finish(run: Run, tally: Tally, *, error: str = "") -> None:
     """End the run, Done or Failed with ``error``, and note the pull on the company's Linarc
     connection (a successful scheduled pull's start is where the next one reads from)."""
@@ -271,6 +285,10 @@ def import_run_finish(run: Run, tally: Tally, *, error: str = "") -> None:
     run.finished_at = now
     run.save(update_fields=["state", "error", "finished_at", "params"])
     connection = LinarcConnection.objects.filter(company_id=run.company_id)
+    if error and run.kind == RunKind.SCHEDULED_PULL and not _pull_was_failing(run):
+        transaction.on_commit(
+            partial(pull_failing_alert_send, company_id=run.company_id, error=error)
+        )
     if error:
         connection.update(last_pull_at=now, last_error=error)
     elif run.kind == RunKind.SCHEDULED_PULL and run.started_at:

@@ -94,3 +94,32 @@ def test_an_admin_turns_the_emails_off_on_the_health_page(personas: Personas) ->
     assert (membership.email_digest, membership.email_alerts) == (False, True)
     viewer = personas.client_for(personas.viewer).get(reverse("portfolio:integration_health"))
     assert "E-mails to you" not in viewer.content.decode()
+
+
+def test_a_failing_scheduled_pull_alerts_once_per_streak(
+    personas: Personas, django_capture_on_commit_callbacks: Any
+) -> None:
+    from staging.imports.runs import Tally, import_run_finish
+    from staging.models import Run, RunKind, RunState
+
+    _admin_mail(personas)
+
+    def pull(error: str) -> None:
+        run = Run.objects.create(
+            company=personas.company, kind=RunKind.SCHEDULED_PULL, state=RunState.RUNNING
+        )
+        with django_capture_on_commit_callbacks(execute=True):
+            import_run_finish(run, Tally(), error=error)
+
+    pull("Linarc error: 503")
+    pull("Linarc error: 503")  # still failing: no second e-mail
+    assert [m.subject for m in mail.outbox] == [
+        "Summit Ridge Builders: the scheduled Linarc pull is failing"
+    ]
+    assert "Linarc error: 503" in mail.outbox[0].body
+    assert (
+        "/portfolio/integration/erp/rules/" in mail.outbox[0].body or "rules" in mail.outbox[0].body
+    )
+    pull("")  # it works again
+    pull("Linarc error: the API key was refused")
+    assert len(mail.outbox) == 2 and "API key was refused" in mail.outbox[1].body

@@ -23,15 +23,8 @@ PAGE = "staging/health.html"
 @require_GET
 @company_required()
 def integration_health_page(request: HttpRequest) -> HttpResponse:
-    company = current_company(request)
-    membership = getattr(request, "membership", None)
-    context = {
-        "erp_tab": "health",
-        "health": integration_health(company=company),
-        "can_operate": bool(membership and membership.has_role(Role.OPERATOR)),
-        "can_connect": bool(membership and membership.has_role(Role.ADMIN)),
-        "membership": membership,
-    }
+    # membership, can_operate and is_company_admin come from the context processor.
+    context = {"erp_tab": "health", "health": integration_health(company=current_company(request))}
     return render_page_or_partial(request, PAGE, context, partial="health")
 
 

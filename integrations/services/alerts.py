@@ -20,51 +20,45 @@ def reconnect_alert_send(*, connection_id: int) -> int:
     """E-mail the company's admins that QuickBooks needs reconnecting; returns how many."""
     connection = QboConnection.objects.select_related("company").get(pk=connection_id)
     company = connection.company
-    recipients = alert_recipients(company=company)
-    if not recipients:
-        return 0
     panel = settings.SITE_URL + reverse("portfolio:qbo_connection")
-    send_mail(
-        subject=f"{company.name}: QuickBooks needs reconnecting",
-        message=(
-            f"QuickBooks stopped accepting {company.name}'s connection: "
-            f"{connection.last_error or 'it was revoked or has expired.'}\n\n"
-            "Nothing is sent to QuickBooks until an admin reconnects it; imports and "
-            "mappings go on, and the projects queued meanwhile wait.\n\n"
-            f"Reconnect here: {panel}\n"
-        ),
-        from_email=settings.DEFAULT_FROM_EMAIL,
-        recipient_list=recipients,
+    return _alert_send(
+        company,
+        f"{company.name}: QuickBooks needs reconnecting",
+        f"QuickBooks stopped accepting {company.name}'s connection: "
+        f"{connection.last_error or 'it was revoked or has expired.'}\n\n"
+        "Nothing is sent to QuickBooks until an admin reconnects it; imports and "
+        "mappings go on, and the projects queued meanwhile wait.\n\n"
+        f"Reconnect here: {panel}\n",
     )
-    return len(recipients)
 
 
 def pull_failing_alert_send(*, company_id: int, error: str) -> int:
     """E-mail the company's admins that the scheduled Linarc pull has started failing (the
     first failure after a success: not every failing run); returns how many."""
     company = Company.objects.get(pk=company_id)
-    recipients = alert_recipients(company=company)
-    if not recipients:
-        return 0
     rules = settings.SITE_URL + reverse("portfolio:sync_rules")
-    send_mail(
-        subject=f"{company.name}: the scheduled Linarc pull is failing",
-        message=(
-            f"The scheduled pull of {company.name}'s Linarc projects failed: {error}\n\n"
-            "It is tried again at its next time; projects already staged are not affected. "
-            "You hear from us again only after it has worked once more and then fails.\n\n"
-            f"The Linarc connection and the schedule: {rules}\n"
-        ),
-        from_email=settings.DEFAULT_FROM_EMAIL,
-        recipient_list=recipients,
+    return _alert_send(
+        company,
+        f"{company.name}: the scheduled Linarc pull is failing",
+        f"The scheduled pull of {company.name}'s Linarc projects failed: {error}\n\n"
+        "It is tried again at its next time; projects already staged are not affected. "
+        "You hear from us again only after it has worked once more and then fails.\n\n"
+        f"The Linarc connection and the schedule: {rules}\n",
     )
+
+
+def _alert_send(company: Company, subject: str, message: str) -> int:
+    recipients = admin_emails(company=company, wanting="email_alerts")
+    if recipients:
+        send_mail(subject, message, settings.DEFAULT_FROM_EMAIL, recipients)
     return len(recipients)
 
 
-def alert_recipients(*, company: Company) -> list[str]:
-    """The company's admins who want alerts and have an e-mail address."""
+def admin_emails(*, company: Company, wanting: str) -> list[str]:
+    """The addresses of the company's admins who want ``wanting`` (``email_digest`` or
+    ``email_alerts``, their Membership's choice) and have one."""
     memberships = Membership.objects.filter(
-        company=company, role=Role.ADMIN, email_alerts=True
+        company=company, role=Role.ADMIN, **{wanting: True}
     ).select_related("user")
     return sorted({m.user.email for m in memberships if m.user.email})
 

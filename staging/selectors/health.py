@@ -101,13 +101,12 @@ def failure_classes(*, company: Company) -> list[FailureClass]:
         .annotate(count=Count("pk"), sample=Max("status_reason"))
         .order_by()
     )
-    merged: dict[tuple[str, str], list[tuple[str, int, str]]] = {}
+    merged: dict[tuple[str, str, str], list[tuple[str, int, str]]] = {}
     for status, code, count, sample in groups:
-        name, _advice = _classify(status, code or "", sample or "")
-        merged.setdefault((status, name), []).append((code or "", count, sample or ""))
+        name, advice = _classify(status, code or "", sample or "")
+        merged.setdefault((status, name, advice), []).append((code or "", count, sample or ""))
     classes = []
-    for (status, name), rows in merged.items():
-        _name, advice = _classify(status, rows[0][0], rows[0][2])
+    for (status, name, advice), rows in merged.items():
         biggest = max(rows, key=lambda row: row[1])
         classes.append(
             FailureClass(

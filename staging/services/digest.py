@@ -15,7 +15,8 @@ from django.db import IntegrityError, transaction
 from django.urls import reverse
 from django.utils import timezone
 
-from integrations.models import Company, Membership, Role
+from integrations.models import Company
+from integrations.services.alerts import admin_emails
 from staging.models import ChangeEvent, DigestSent, EventKind
 from staging.selectors.health import FailureClass, failure_classes
 
@@ -26,17 +27,10 @@ def digests_send(*, day: date | None = None) -> int:
     return sum(digest_send(company=company, day=day) for company in Company.objects.all())
 
 
-def digest_recipients(*, company: Company) -> list[str]:
-    memberships = Membership.objects.filter(
-        company=company, role=Role.ADMIN, email_digest=True
-    ).select_related("user")
-    return sorted({m.user.email for m in memberships if m.user.email})
-
-
 def digest_send(*, company: Company, day: date) -> bool:
     """The company's digest for ``day``, at most once: the day's row is claimed first (a
     unique constraint), and a send that fails rolls the claim back for the next beat."""
-    recipients = digest_recipients(company=company)
+    recipients = admin_emails(company=company, wanting="email_digest")
     if not recipients:
         return False
     previous = DigestSent.objects.filter(company=company, day__lt=day).order_by("-day").first()

@@ -7,7 +7,8 @@ COPY integrations ./integrations
 COPY linarc_client ./linarc_client
 COPY qbo_client ./qbo_client
 COPY netguard ./netguard
-RUN pip install --no-cache-dir .
+# With the monitoring extra (Flower), so the optional `flower` service runs on this image.
+RUN pip install --no-cache-dir ".[monitoring]"
 COPY . .
 RUN DEBUG=1 python manage.py collectstatic --noinput
 EXPOSE 8000

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from datetime import datetime
+
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
@@ -82,6 +84,11 @@ class QboConnection(models.Model):
     refresh_token = EncryptedTextField(blank=True)
     access_expires_at = models.DateTimeField(null=True, blank=True)
     refresh_expires_at = models.DateTimeField(null=True, blank=True)
+    # QBO's 5-year cap on a grant: refreshing does not move it, only a reconnect does.
+    refresh_hard_expires_at = models.DateTimeField(null=True, blank=True)
+    # When the admins were told the connection ends within EXPIRY_WARNING; cleared once a
+    # refresh or a reconnect moves the end further out.
+    expiry_warned_at = models.DateTimeField(null=True, blank=True)
     status = models.CharField(
         max_length=20, choices=QboConnectionStatus.choices, default=QboConnectionStatus.DISCONNECTED
     )
@@ -95,6 +102,13 @@ class QboConnection(models.Model):
 
     def __str__(self) -> str:
         return f"QuickBooks for {self.company} ({self.get_status_display()})"
+
+    @property
+    def ends_at(self) -> datetime | None:
+        """When the connection lapses unless refreshed or reconnected: the refresh token's
+        expiry or the grant's hard expiry, whichever comes first."""
+        ends = [e for e in (self.refresh_expires_at, self.refresh_hard_expires_at) if e]
+        return min(ends) if ends else None
 
 
 class SyncRules(models.Model):

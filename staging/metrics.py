@@ -77,13 +77,17 @@ class StagingCollector(Collector):
         )
         days = GaugeMetricFamily(
             "qbo_refresh_token_days_left",
-            "Days before the QuickBooks connection lapses unless refreshed.",
+            "Days before the QuickBooks connection lapses: unless refreshed, or at the grant's "
+            "five-year limit, whichever comes first.",
             labels=["company"],
         )
-        for company_id, status, expires in QboConnection.objects.values_list(
-            "company_id", "status", "refresh_expires_at"
+        for connection in QboConnection.objects.only(
+            "company_id", "status", "refresh_expires_at", "refresh_hard_expires_at"
         ):
-            up.add_metric([slugs[company_id]], int(status == QboConnectionStatus.CONNECTED))
+            company_id, expires = connection.company_id, connection.ends_at
+            up.add_metric(
+                [slugs[company_id]], int(connection.status == QboConnectionStatus.CONNECTED)
+            )
             if expires is not None:
                 days.add_metric([slugs[company_id]], (expires - now) / timedelta(days=1))
         yield up

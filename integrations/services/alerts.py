@@ -9,6 +9,8 @@ Django's e-mail framework: https://docs.djangoproject.com/en/5.2/topics/email/
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
+
 from django.conf import settings
 from django.core.mail import send_mail
 from django.urls import reverse
@@ -28,6 +30,31 @@ def reconnect_alert_send(*, connection_id: int) -> int:
         f"{connection.last_error or 'it was revoked or has expired.'}\n\n"
         "Nothing is sent to QuickBooks until an admin reconnects it; imports and "
         "mappings go on, and the projects queued meanwhile wait.\n\n"
+        f"Reconnect here: {panel}\n",
+    )
+
+
+def expiry_alert_send(*, connection_id: int, ends_at: datetime) -> int:
+    """E-mail the company's admins that the QuickBooks connection lapses soon and only a
+    reconnect keeps it; returns how many."""
+    connection = QboConnection.objects.select_related("company").get(pk=connection_id)
+    company = connection.company
+    panel = settings.SITE_URL + reverse("portfolio:qbo_connection")
+    hard_end = connection.refresh_hard_expires_at
+    # A refresh token issued near the hard end lasts only until it: count that as the end.
+    hard = hard_end is not None and hard_end - ends_at < timedelta(days=1)
+    why = (
+        "QuickBooks ends every connection five years after it was made."
+        if hard
+        else "QuickBooks has not accepted a refresh of the connection lately."
+    )
+    return _alert_send(
+        company,
+        f"{company.name}: reconnect QuickBooks before {ends_at:%d %B %Y}",
+        f"{company.name}'s QuickBooks connection ends on {ends_at:%d %B %Y at %H:%M} UTC. "
+        f"{why}\n\n"
+        "After that nothing is sent to QuickBooks until an admin reconnects it. Reconnecting "
+        "now keeps every mapping and takes a minute: sign in to the same QuickBooks company.\n\n"
         f"Reconnect here: {panel}\n",
     )
 

@@ -4,6 +4,7 @@ with a per-realm row lock, the shared per-realm rate limiter, and client constru
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import timedelta
 from functools import cache, partial
 
 from django.conf import settings
@@ -19,6 +20,8 @@ from qbo_client.errors import ReconnectRequired
 from qbo_client.ratelimit import RealmRateLimiter
 from qbo_client.tokens import TokenSet
 
+# Admins are told this long before a connection lapses (see qbo_tokens.py).
+EXPIRY_WARNING = timedelta(days=14)
 RECONNECT_REASON = "Reconnect QuickBooks: the connection was revoked or has expired."
 
 
@@ -68,14 +71,21 @@ def connection_store_tokens(*, connection: QboConnection, tokens: TokenSet) -> N
     connection.refresh_token = tokens.refresh_token
     connection.access_expires_at = tokens.access_expires_at
     connection.refresh_expires_at = tokens.refresh_expires_at
+    if tokens.refresh_hard_expires_at is not None:  # only when Intuit sends it
+        connection.refresh_hard_expires_at = tokens.refresh_hard_expires_at
     connection.refreshed_at = timezone.now()
+    ends_at = connection.ends_at
+    if ends_at is None or ends_at - connection.refreshed_at > EXPIRY_WARNING:
+        connection.expiry_warned_at = None  # a later approach to the end warns again
     connection.save(
         update_fields=[
             "access_token",
             "refresh_token",
             "access_expires_at",
             "refresh_expires_at",
+            "refresh_hard_expires_at",
             "refreshed_at",
+            "expiry_warned_at",
         ]
     )
 

@@ -109,6 +109,8 @@ def qbo_disconnect(*, company: Company, actor: Actor) -> str:
     connection.refresh_token = ""
     connection.access_expires_at = None
     connection.refresh_expires_at = None
+    connection.refresh_hard_expires_at = None
+    connection.expiry_warned_at = None
     connection.status = QboConnectionStatus.DISCONNECTED
     connection.save()
     return message

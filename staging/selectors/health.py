@@ -6,17 +6,17 @@ person. Every read is bounded (an index or a small table), so the page stays che
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from django.db.models import Count, Max, Min
 from django.utils import timezone
 
 from integrations.models import Company, LinarcConnection, QboConnection, QboConnectionStatus
+from integrations.services.qbo import EXPIRY_WARNING
 from staging.imports.runs import IMPORT_KINDS
 from staging.models import Run, StagedProject, SyncStatus
 from staging.services.workers import workers_online
 
-REFRESH_TOKEN_WARN = timedelta(days=14)
 RECENT_RUNS = 8
 
 
@@ -40,7 +40,8 @@ class FailureClass:
 class IntegrationHealth:
     qbo: QboConnection | None
     qbo_state: str  # connected, needs_reconnect or disconnected
-    refresh_days_left: int | None
+    refresh_days_left: int | None  # before the connection lapses (QboConnection.ends_at)
+    ends_at_hard_limit: bool  # ... and only a reconnect moves that end (the 5-year cap)
     linarc: LinarcConnection | None
     last_import: Run | None
     queued: int
@@ -52,7 +53,7 @@ class IntegrationHealth:
     @property
     def refresh_expiring(self) -> bool:
         return self.refresh_days_left is not None and self.refresh_days_left <= (
-            REFRESH_TOKEN_WARN.days
+            EXPIRY_WARNING.days
         )
 
     @property
@@ -68,9 +69,9 @@ class IntegrationHealth:
 
 def integration_health(*, company: Company) -> IntegrationHealth:
     qbo = QboConnection.objects.filter(company=company).first()
-    days_left = None
-    if qbo is not None and qbo.refresh_expires_at is not None:
-        days_left = max(0, (qbo.refresh_expires_at - timezone.now()).days)
+    ends_at = qbo.ends_at if qbo is not None else None
+    days_left = max(0, (ends_at - timezone.now()).days) if ends_at is not None else None
+    hard_end = qbo.refresh_hard_expires_at if qbo is not None else None
     queue = StagedProject.objects.filter(company=company, status=SyncStatus.QUEUED).aggregate(
         count=Count("pk"), oldest=Min("queued_at")
     )
@@ -80,6 +81,7 @@ def integration_health(*, company: Company) -> IntegrationHealth:
         qbo=qbo,
         qbo_state=qbo.status if qbo is not None else QboConnectionStatus.DISCONNECTED,
         refresh_days_left=days_left,
+        ends_at_hard_limit=hard_end is not None and hard_end == ends_at,
         linarc=LinarcConnection.objects.filter(company=company).first(),
         last_import=imports.order_by("-created_at", "-id").first(),
         queued=queue["count"],

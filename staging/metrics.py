@@ -17,10 +17,17 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.utils import timezone
 from django.views.decorators.http import require_GET
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
+from redis import RedisError
 
 from integrations.models import Company, QboConnection, QboConnectionStatus
+from integrations.services.qbo_traffic import bucket_label, traffic_store
 from staging.models import Run, StagedProject, SyncStatus
 from staging.selectors.health import failure_classes
 from staging.services.workers import workers_online
@@ -81,9 +88,12 @@ class StagingCollector(Collector):
             "five-year limit, whichever comes first.",
             labels=["company"],
         )
-        for connection in QboConnection.objects.only(
-            "company_id", "status", "refresh_expires_at", "refresh_hard_expires_at"
-        ):
+        connections = list(
+            QboConnection.objects.only(
+                "company_id", "realm_id", "status", "refresh_expires_at", "refresh_hard_expires_at"
+            )
+        )
+        for connection in connections:
             company_id, expires = connection.company_id, connection.ends_at
             up.add_metric(
                 [slugs[company_id]], int(connection.status == QboConnectionStatus.CONNECTED)
@@ -92,6 +102,9 @@ class StagingCollector(Collector):
                 days.add_metric([slugs[company_id]], (expires - now) / timedelta(days=1))
         yield up
         yield days
+        yield from _qbo_traffic(
+            {c.realm_id: slugs[c.company_id] for c in connections if c.realm_id}
+        )
 
         runs = GaugeMetricFamily(
             "staging_runs_last_day",
@@ -112,6 +125,49 @@ class StagingCollector(Collector):
         )
         workers.add_metric([], int(workers_online()))
         yield workers
+
+
+def _qbo_traffic(companies: dict[str, str]) -> Iterator[Metric]:
+    """Every worker's QBO exchanges per realm, from the shared counters (qbo_traffic.py);
+    nothing where there is no shared Redis."""
+    store = traffic_store()
+    if store is None or not companies:
+        return
+    try:
+        totals = store.totals(companies)
+        recent = {realm: store.recent(realm) for realm in totals}
+    except RedisError:
+        return  # a scrape without these beats a failed scrape
+    requests = CounterMetricFamily(
+        "qbo_requests", "Requests to QuickBooks by outcome.", labels=["company", "outcome"]
+    )
+    latency = HistogramMetricFamily(
+        "qbo_request_duration_seconds",
+        "How long QuickBooks took to answer (the request and its reply).",
+        labels=["company"],
+    )
+    last_minute = GaugeMetricFamily(
+        "qbo_requests_last_minute",
+        "Requests to QuickBooks in the last minute (its budget is 500 per realm).",
+        labels=["company"],
+    )
+    throttled = GaugeMetricFamily(
+        "qbo_throttled_last_hour",
+        "429 answers from QuickBooks in the last hour.",
+        labels=["company"],
+    )
+    for realm, total in totals.items():
+        company = companies[realm]
+        for outcome, count in total.outcomes.items():
+            requests.add_metric([company, outcome], count)
+        latency.add_metric(
+            [company],
+            [(bucket_label(bound), count) for bound, count in total.buckets],
+            total.sum_seconds,
+        )
+        last_minute.add_metric([company], recent[realm].requests_last_minute)
+        throttled.add_metric([company], recent[realm].throttled_last_hour)
+    yield from (requests, latency, last_minute, throttled)
 
 
 REGISTRY = CollectorRegistry(auto_describe=False)

@@ -253,6 +253,8 @@ SYNC_LIMITER_MAX_WAIT_SECONDS = env.get_int("SYNC_LIMITER_MAX_WAIT_MS", 2000, mi
 RATE_LIMIT_REDIS_URL = env.optional("RATE_LIMIT_REDIS_URL") or (
     CELERY_BROKER_URL if CELERY_BROKER_URL.startswith(("redis://", "rediss://")) else None
 )
+# Per-realm QBO traffic counters (integrations/services/qbo_traffic.py) in the same Redis.
+QBO_TRAFFIC_KEY_PREFIX = "qbo-traffic"
 
 # --- QuickBooks Online -------------------------------------------------------------------
 # Defaults point at the local emulator that `make run` starts; production sets all of these.

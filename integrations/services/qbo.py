@@ -14,6 +14,7 @@ from django.utils import timezone
 from integrations.errors import Conflict
 from integrations.models import Company, QboConnection, QboConnectionStatus
 from integrations.services.alerts import reconnect_alert_send
+from integrations.services.qbo_traffic import exchange_recorder
 from qbo_client.client import QboClient, RequestRecord
 from qbo_client.config import QboConfig
 from qbo_client.errors import ReconnectRequired
@@ -163,5 +164,5 @@ def qbo_client_for(
         connection.realm_id,
         DjangoTokenStore(connection.pk),
         limiter or rate_limiter(),
-        on_request=on_request,
+        on_request=exchange_recorder(connection.realm_id, on_request),
     )

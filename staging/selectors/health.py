@@ -5,14 +5,18 @@ person. Every read is bounded (an index or a small table), so the page stays che
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from django.db.models import Count, Max, Min
 from django.utils import timezone
+from redis import RedisError
 
 from integrations.models import Company, LinarcConnection, QboConnection, QboConnectionStatus
-from integrations.services.qbo import EXPIRY_WARNING
+from integrations.services.qbo import EXPIRY_WARNING, rate_limiter
+from integrations.services.qbo_traffic import traffic_store
+from qbo_client.errors import TransientError
 from staging.imports.runs import IMPORT_KINDS
 from staging.models import Run, StagedProject, SyncStatus
 from staging.services.workers import workers_online
@@ -37,6 +41,22 @@ class FailureClass:
 
 
 @dataclass(frozen=True)
+class QboBudget:
+    """The realm's QuickBooks budget as every worker spends it (qbo_traffic.py)."""
+
+    kept: bool  # False where no shared Redis keeps the figures (the embedded default)
+    unreadable: bool = False  # kept, but Redis did not answer this time
+    requests_last_minute: int = 0
+    per_minute: int = 0
+    throttled_last_hour: int = 0
+    paused_seconds: int = 0  # QuickBooks said 429: nothing is sent for this long
+
+    @property
+    def percent(self) -> int:
+        return round(100 * self.requests_last_minute / self.per_minute) if self.per_minute else 0
+
+
+@dataclass(frozen=True)
 class IntegrationHealth:
     qbo: QboConnection | None
     qbo_state: str  # connected, needs_reconnect or disconnected
@@ -47,6 +67,7 @@ class IntegrationHealth:
     queued: int
     oldest_queued_at: datetime | None
     workers_online: bool
+    budget: QboBudget | None = None  # None until a realm is connected
     runs: list[Run] = field(default_factory=list)
     failures: list[FailureClass] = field(default_factory=list)
 
@@ -87,8 +108,29 @@ def integration_health(*, company: Company) -> IntegrationHealth:
         queued=queue["count"],
         oldest_queued_at=queue["oldest"],
         workers_online=workers_online(),
+        budget=qbo_budget(realm_id=qbo.realm_id) if qbo is not None and qbo.realm_id else None,
         runs=runs,
         failures=failure_classes(company=company),
+    )
+
+
+def qbo_budget(*, realm_id: str) -> QboBudget:
+    store = traffic_store()
+    if store is None:
+        return QboBudget(kept=False)
+    limiter = rate_limiter()
+    try:
+        recent = store.recent(realm_id)
+        paused = limiter.pause_remaining(realm_id)
+    except (RedisError, TransientError):
+        return QboBudget(kept=False, unreadable=True)
+    limits = limiter.limits
+    return QboBudget(
+        kept=True,
+        requests_last_minute=recent.requests_last_minute,
+        per_minute=round(limits.requests_per_window * 60 / limits.window_seconds),
+        throttled_last_hour=recent.throttled_last_hour,
+        paused_seconds=math.ceil(paused),
     )
 
 

@@ -1,4 +1,5 @@
-"""Expected refusals (4xx) are logged as one line; server errors keep their traceback.
+"""Log filters: the correlation id on every line, and expected refusals (4xx) as one line
+while server errors keep their traceback.
 
 Django logs a `PermissionDenied` on `django.request` with the exception attached, and a
 suspicious request (an unknown Host, a 3 MB form) on `django.security.<Exception>` likewise
@@ -14,6 +15,18 @@ import logging
 from typing import Any
 
 from django.utils.functional import LazyObject, empty
+from django_guid.log_filters import CorrelationId as GuidFilter
+
+
+class CorrelationId(GuidFilter):
+    """django-guid's filter, with "-" for lines outside any request or task (start-up,
+    beat) instead of "None"."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        super().filter(record)
+        if getattr(record, self.correlation_id_field, None) is None:
+            setattr(record, self.correlation_id_field, "-")
+        return True
 
 
 class ClientErrorsOneLine(logging.Filter):

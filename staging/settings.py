@@ -14,6 +14,7 @@ from pathlib import Path
 import dj_database_url
 import django_stubs_ext
 from django.core.exceptions import ImproperlyConfigured
+from django_guid.integrations import CeleryIntegration
 
 from staging.env import EnvReader
 
@@ -57,11 +58,14 @@ INSTALLED_APPS = [
     "django_celery_beat",
     "axes",
     "pgtrigger",
+    "django_guid",
     "integrations",
     "staging",
 ]
 
 MIDDLEWARE = [
+    # First, so every later line of the request's log carries its correlation id.
+    "django_guid.middleware.guid_middleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -325,13 +329,42 @@ METRICS_TOKEN = env.get_str("METRICS_TOKEN", "")
 # The address the e-mails link to (they are read outside the browser session).
 SITE_URL = env.get_str("SITE_URL", "http://127.0.0.1:8000").rstrip("/")
 
+# A correlation id per request, carried into every Celery task the request sends and every
+# task those send, so one click's lines can be found in the web and the worker logs alike,
+# down to the QBO exchange and its intuit_tid (integrations/services/qbo_traffic.py).
+# django-guid: https://django-guid.readthedocs.io/en/latest/settings.html
+# A proxy may send its own X-Request-ID (nginx's $request_id); it is kept when it is a UUID
+# and replaced otherwise, so nobody can write into the logs through it.
+DJANGO_GUID = {
+    "GUID_HEADER_NAME": "X-Request-ID",
+    "VALIDATE_GUID": True,
+    "RETURN_HEADER": True,
+    "EXPOSE_HEADER": False,
+    # The worker logs with this LOGGING too, so its lines carry the id as well.
+    "INTEGRATIONS": [CeleryIntegration(use_django_logging=True)],
+}
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"refusals_one_line": {"()": "staging.log_filters.ClientErrorsOneLine"}},
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "formatters": {
+        "line": {"format": "%(asctime)s %(levelname)s [%(correlation_id)s] %(name)s: %(message)s"}
+    },
+    "filters": {
+        "refusals_one_line": {"()": "staging.log_filters.ClientErrorsOneLine"},
+        "correlation_id": {"()": "staging.log_filters.CorrelationId"},
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "line",
+            "filters": ["correlation_id"],
+        }
+    },
     "root": {"handlers": ["console"], "level": env.get_str("LOG_LEVEL", "INFO")},
     "loggers": {
+        # Its own lines ("Setting GUID …") for every request and task are noise.
+        "django_guid": {"level": "WARNING"},
         # Django's default config gives "django" a console handler of its own (when DEBUG)
         # besides root's, so every line came out twice; and mail_admins, which needs ADMINS
         # (unset here). Root's console is the one writer.

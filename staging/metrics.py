@@ -28,7 +28,8 @@ from redis import RedisError
 
 from integrations.models import Company, QboConnection, QboConnectionStatus
 from integrations.services.qbo_traffic import bucket_label, traffic_store
-from staging.models import Run, StagedProject, SyncStatus
+from staging.imports.runs import IMPORT_KINDS
+from staging.models import Run, RunState, StagedProject, SyncStatus
 from staging.selectors.health import failure_classes
 from staging.services.workers import workers_online
 
@@ -119,6 +120,31 @@ class StagingCollector(Collector):
         ):
             runs.add_metric([kind, state], count)
         yield runs
+
+        speed = GaugeMetricFamily(
+            "staging_import_rows_per_second",
+            "Rows per second of each company's latest import finished in the last 24 hours.",
+            labels=["company"],
+        )
+        latest: dict[int, tuple[int, float]] = {}
+        for company_id, processed, started, finished in (
+            Run.objects.filter(
+                kind__in=IMPORT_KINDS,
+                state=RunState.DONE,
+                finished_at__gte=now - timedelta(days=1),
+                started_at__isnull=False,
+            )
+            .order_by("finished_at")
+            .values_list("company_id", "processed", "started_at", "finished_at")
+        ):
+            if finished is None or started is None:
+                continue
+            seconds = (finished - started).total_seconds()
+            if seconds > 0:
+                latest[company_id] = (processed, seconds)  # the newest wins
+        for company_id, (processed, seconds) in latest.items():
+            speed.add_metric([slugs[company_id]], processed / seconds)
+        yield speed
 
         workers = GaugeMetricFamily(
             "staging_workers_online", "1 when a worker reported in the last 2 minutes."

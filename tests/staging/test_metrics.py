@@ -11,7 +11,7 @@ from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 
 from integrations.models import QboConnection
-from staging.models import StagedProject, SyncStatus, WorkerHeartbeat
+from staging.models import Run, RunKind, RunState, StagedProject, SyncStatus, WorkerHeartbeat
 from tests.conftest import Personas
 from tests.factories import QboCustomerFactory, StagedProjectFactory
 
@@ -60,6 +60,17 @@ def test_the_gauges_tell_each_companys_state(personas: Personas, settings: Any) 
         refresh_expires_at=timezone.now() + timedelta(days=30, hours=1),
     )
     WorkerHeartbeat.objects.create(hostname="w1", seen_at=timezone.now())
+    finished = timezone.now() - timedelta(minutes=5)
+    for seconds, rows in ((10, 100), (4, 1000)):  # the later import is the one reported
+        Run.objects.create(
+            company=personas.company,
+            kind=RunKind.IMPORT_ALL,
+            state=RunState.DONE,
+            processed=rows,
+            started_at=finished - timedelta(seconds=seconds),
+            finished_at=finished,
+        )
+        finished += timedelta(minutes=1)
 
     answer = Client().get("/metrics", HTTP_AUTHORIZATION=f"Bearer {TOKEN}")
 
@@ -73,3 +84,4 @@ def test_the_gauges_tell_each_companys_state(personas: Personas, settings: Any) 
     assert samples[("qbo_connection_up", (("company", slug),))] == 1
     assert 30 <= samples[("qbo_refresh_token_days_left", (("company", slug),))] < 31
     assert samples[("staging_workers_online", ())] == 1
+    assert samples[("staging_import_rows_per_second", (("company", slug),))] == 250

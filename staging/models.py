@@ -76,6 +76,9 @@ class StagedProject(models.Model):
     qbo_record_id = models.CharField(max_length=QBO_ID_MAX_LENGTH, blank=True)
     qbo_sync_token = models.CharField(max_length=QBO_ID_MAX_LENGTH, blank=True)
     qbo_display_name = models.CharField(max_length=500, blank=True)
+    # Appended to the naming rule's name when another project's job already holds that name
+    # in QBO (" (P-1042)"); kept, so later updates send the same name (sync/push.py).
+    qbo_name_suffix = models.CharField(max_length=60, blank=True, default="")
 
     status = models.CharField(
         max_length=16, choices=SyncStatus.choices, default=SyncStatus.NEEDS_ACTION
@@ -304,7 +307,11 @@ class Run(models.Model):
     finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
-        indexes = [models.Index(fields=["company", "kind", "-created_at"])]
+        indexes = [
+            models.Index(fields=["company", "kind", "-created_at"]),
+            # The health page's last runs, newest first, of every kind.
+            models.Index(fields=["company", "-created_at", "-id"], name="run_company_newest"),
+        ]
         ordering = ["-created_at"]
 
     def __str__(self) -> str:

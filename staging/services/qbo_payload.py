@@ -24,6 +24,7 @@ SYNCED_SOURCE_FIELDS = (
     "client_name",
     "address",
 )
+DISPLAY_NAME_MAX = 100  # Customer.DisplayName max length, per the same reference
 NOTES_LIMIT = 2000  # Customer.Notes max length, per Intuit's Customer entity reference
 _ADDRESS_LIMITS = {
     "Line1": 500,
@@ -47,7 +48,18 @@ def project_display_name(*, project: StagedProject, template: str) -> str:
     values = _Blank(
         name=project.name or "", number=project.number or "", client=project.client_name or ""
     )
-    return sanitize_display_name(template.format_map(values))
+    suffix = project.qbo_name_suffix
+    if not suffix:
+        return sanitize_display_name(template.format_map(values))
+    return (
+        sanitize_display_name(template.format_map(values), DISPLAY_NAME_MAX - len(suffix)) + suffix
+    )
+
+
+def project_name_suffix(*, project: StagedProject) -> str:
+    """What tells this project's job apart when another project's job holds its name: its
+    Linarc number in brackets (" (P-1042)")."""
+    return f" ({sanitize_display_name(project.number or project.linarc_id, 40)})"
 
 
 def _notes(project: StagedProject) -> str:

@@ -29,11 +29,15 @@ from integrations.services.qbo import (
     qbo_client_for,
     sync_rate_limiter,
 )
-from qbo_client.client import QboClient, RequestRecord
+from qbo_client.client import QboClient, QboCustomerData, RequestRecord
 from qbo_client.errors import PermanentError, QboError, ReconnectRequired, TransientError
 from qbo_client.names import normalize_for_compare
 from staging.models import StagedProject, SyncStatus
-from staging.services.qbo_payload import project_job_fields
+from staging.services.qbo_payload import (
+    project_display_name,
+    project_job_fields,
+    project_name_suffix,
+)
 from staging.sync.chunk import Record, Work, failure, lookup_names, name_taken
 from staging.sync.outcomes import Outcome, project_record_outcome, projects_record_outcomes
 from staging.sync.send import works_send
@@ -155,7 +159,7 @@ def _push_chunk(
     if not works:
         return
     try:
-        _adopt_or_flag(client, works, record)
+        _adopt_or_flag(client, works, record, rules)
         works = [w for w in works if w.bid]  # rows flagged above have bid cleared
         works_send(client, works, record, flush=outcomes.flush)
     except QboError as exc:
@@ -165,11 +169,19 @@ def _push_chunk(
         _chunk_failed(exc, company_id=projects[0].company_id, works=undecided, record=record)
 
 
-def _adopt_or_flag(client: QboClient, works: list[Work], record: Record) -> None:
+def _adopt_or_flag(client: QboClient, works: list[Work], record: Record, rules: SyncRules) -> None:
     """Look the new rows' names up (one query): a job of the row's own customer is adopted,
-    a name anything else holds makes the row Needs Action (its ``bid`` is cleared)."""
+    a name anything else holds makes the row Needs Action (its ``bid`` is cleared).
+
+    Two Linarc projects may share a name, and QBO names are unique. When the name is held
+    only by the jobs of this company's other projects, the row's job gets the name with its
+    project number (" (P-1042)"), kept on the row so every later update sends the same name;
+    that name is looked up too (one more query) and must be free or the row's own."""
     creates = [w for w in works if not w.project.qbo_record_id]
     found = lookup_names(client, [w.fields["DisplayName"] for w in creates])
+    renamed = _rename_where_siblings_hold(creates, found, rules)
+    if renamed:
+        found.update(lookup_names(client, [w.fields["DisplayName"] for w in renamed]))
     for work in creates:
         holders = found.get(normalize_for_compare(work.fields["DisplayName"]), [])
         parent_id = work.fields["ParentRef"]["value"]
@@ -185,6 +197,71 @@ def _adopt_or_flag(client: QboClient, works: list[Work], record: Record) -> None
         if work.existing is None and holders:
             record(work.project, name_taken(work.fields["DisplayName"], holders[0], owner))
             work.bid = ""
+
+
+def _rename_where_siblings_hold(
+    creates: list[Work], found: dict[str, list[QboCustomerData]], rules: SyncRules
+) -> list[Work]:
+    """Give the project number to the rows whose name belongs to another project: its job
+    holds the name in QBO, or an older project (a smaller id) of the company makes the same
+    name, synced yet or not, so whichever chunk or worker comes first the older keeps the
+    plain name. Two queries: the holders' projects and the same-named projects (through the
+    (company, name) index). Returns the rows renamed."""
+    template = rules.display_name_template
+    candidates = [w for w in creates if not w.project.qbo_name_suffix]
+    if not candidates:
+        return []
+    company_id = candidates[0].project.company_id
+    held = {
+        w.project.pk: found.get(normalize_for_compare(w.fields["DisplayName"]), [])
+        for w in candidates
+    }
+    job_ids = {h.id for holders in held.values() for h in holders}
+    siblings = (
+        dict(
+            StagedProject.objects.filter(
+                company_id=company_id, qbo_record_id__in=job_ids
+            ).values_list("qbo_record_id", "pk")
+        )
+        if job_ids
+        else {}
+    )
+    same_name: dict[str, list[StagedProject]] = {}
+    for other in StagedProject.objects.filter(
+        company_id=company_id, name__in={w.project.name for w in candidates}
+    ).only("pk", "linarc_id", "name", "number", "client_name", "qbo_name_suffix"):
+        same_name.setdefault(other.name, []).append(other)
+    renamed = []
+    for work in candidates:
+        own = work.project.pk
+        holders = held[own]
+        if any(siblings.get(h.id, own) == own for h in holders):
+            continue  # held by something else too, or by this row's own job: see the caller
+        name = normalize_for_compare(work.fields["DisplayName"])
+        older_twin = any(
+            _display_name_or_none(other, template) == name
+            for other in same_name.get(work.project.name, [])
+            if other.pk < own
+        )
+        if not holders and not older_twin:
+            continue  # the name is free and this row's to take
+        suffix = project_name_suffix(project=work.project)
+        # Kept before anything is sent, under the lease: a retry of this attempt sends, and
+        # finds, the same name.
+        if StagedProject.objects.filter(pk=own, lease_id=work.lease).update(qbo_name_suffix=suffix):
+            work.project.qbo_name_suffix = suffix
+            work.fields["DisplayName"] = project_display_name(
+                project=work.project, template=template
+            )
+            renamed.append(work)
+    return renamed
+
+
+def _display_name_or_none(project: StagedProject, template: str) -> str | None:
+    try:
+        return normalize_for_compare(project_display_name(project=project, template=template))
+    except ValueError:
+        return None
 
 
 def _chunk_failed(

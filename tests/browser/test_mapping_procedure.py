@@ -95,27 +95,25 @@ def test_a_new_admin_maps_and_syncs_250_demo_projects_in_ten_clicks(
     click(page.get_by_role("button", name="Select All"))
     click(page.get_by_role("button", name="Sync to QBO"))
     # The demo has projects of the same name (under different clients): QuickBooks names
-    # are unique, so the second of each pair is flagged Needs Action with the reason, and
-    # everything else is Synced.
+    # are unique, so the younger of each pair is sent with its project number.
     names = Counter(" ".join(n.split()).casefold() for n in staged.values_list("name", flat=True))
     repeated = sum(count - 1 for count in names.values())
+    assert repeated  # the demo data does hold twins
     page.wait_for_function(
         "() => document.querySelector('.chip-synced .chip-count')?.textContent.trim() === "
-        f"'{PROJECTS - repeated}' && "
+        f"'{PROJECTS}' && "
         "document.querySelector('.chip-queued .chip-count')?.textContent.trim() === '0'",
         timeout=180_000,
     )
     screenshot(page, "procedure-map-250-synced")
 
     assert click.count <= 10, click.count
-    assert staged.filter(status=SyncStatus.SYNCED).count() == PROJECTS - repeated
-    flagged = staged.exclude(status=SyncStatus.SYNCED)
-    assert all(p.status == SyncStatus.NEEDS_ACTION for p in flagged)
-    assert all("is already used in QuickBooks" in p.status_reason for p in flagged)
+    assert staged.filter(status=SyncStatus.SYNCED).count() == PROJECTS
+    numbered = staged.exclude(qbo_name_suffix="")
+    assert numbered.count() == repeated
+    assert all(p.qbo_display_name == f"{p.name} ({p.number})" for p in numbered)
     jobs = [c for c in control(qbo_emulator, "GET", "state")["Customer"] if c.get("Job")]
     job_names = [c["DisplayName"] for c in jobs]
-    synced_ids = set(
-        staged.filter(status=SyncStatus.SYNCED).values_list("qbo_record_id", flat=True)
-    )
-    assert synced_ids <= {c["Id"] for c in jobs}
+    synced_ids = set(staged.values_list("qbo_record_id", flat=True))
+    assert len(synced_ids) == PROJECTS and synced_ids <= {c["Id"] for c in jobs}
     assert len(job_names) == len(set(job_names))  # nothing created twice

@@ -879,15 +879,15 @@ QBO_CASES = [
             'The name "PRECISION DRYWALL supply" is already used in QuickBooks by a vendor, '
             "employee or customer. Link it with Manual Mapping or change the naming rule.",
             vendor="Precision Drywall Supply"),
-    QboCase("duplicate_name_under_a_different_client", "Main Street Storefront", NEEDS_ACTION,
-            'The name "Main Street Storefront" is already used in QuickBooks by another record',
+    # Another project's job holds the name (QBO names are unique): this one gets its number.
+    QboCase("duplicate_name_under_a_different_client", "Main Street Storefront", SYNCED,
+            "Main Street Storefront (H-1)",
             twin=("Main Street Storefront", OTHER_PARENT)),
-    QboCase("duplicate_name_under_the_same_client", "Main Street Storefront", NEEDS_ACTION,
-            'The name "Main Street Storefront" is already used in QuickBooks. QuickBooks job Id',
+    QboCase("duplicate_name_under_the_same_client", "Main Street Storefront", SYNCED,
+            "Main Street Storefront (H-1)",
             twin=("main street  STOREFRONT", PARENT)),
-    QboCase("names_equal_in_their_first_100_characters", LONG + " Phase 2", NEEDS_ACTION,
-            f'The name "{sanitize_display_name(LONG)}" is already used in QuickBooks. QuickBooks '
-            "job Id",
+    QboCase("names_equal_in_their_first_100_characters", LONG + " Phase 2", SYNCED,
+            sanitize_display_name(LONG + " Phase 2", 100 - len(" (H-1)")) + " (H-1)",
             twin=(LONG + " Phase 1", PARENT)),
     QboCase("qbo_answers_an_html_error_page", "HTML Answer", FAILED,
             FAILED_AFTER_TRIES.format("QuickBooks had a temporary server error (503)"),

@@ -208,7 +208,9 @@ def connected(personas: Personas, qbo_emulator: QboEmulator) -> QboEmulator:
     return qbo_emulator
 
 
-def _synced_owner_and_twin(personas: Personas, emulator: QboEmulator) -> tuple[Any, Any, Any]:
+def _synced_owner_and_twin(
+    personas: Personas, emulator: QboEmulator, twin_name: str = "Imaging Wing"
+) -> tuple[Any, Any, Any]:
     """Q synced its job 'Imaging Wing'; P computes the same QBO name under the same parent."""
     parent = _parent(personas)
     owner = StagedProjectFactory(
@@ -223,7 +225,8 @@ def _synced_owner_and_twin(personas: Personas, emulator: QboEmulator) -> tuple[A
     [job] = _jobs_named(emulator, {"Imaging Wing"})
     twin = StagedProjectFactory(
         company=personas.company,
-        name="Imaging Wing",
+        name=twin_name,
+        number="P-77",
         qbo_customer=parent,
         status=SyncStatus.NEEDS_SYNC,
     )
@@ -236,9 +239,10 @@ def test_sync_never_adopts_a_job_another_project_holds(
     owner, twin, job = _synced_owner_and_twin(personas, connected)
     _sync_in_process(personas, StagedProject.objects.filter(pk=twin.pk))
     twin.refresh_from_db()
-    assert twin.status == SyncStatus.NEEDS_ACTION
-    assert twin.qbo_record_id == ""
-    assert f"already belongs to project “{owner}”" in twin.status_reason
+    # The twin gets a job of its own, under its number; Q's job is not touched.
+    assert twin.status == SyncStatus.SYNCED
+    assert twin.qbo_display_name == "Imaging Wing (P-77)"
+    assert twin.qbo_record_id not in ("", job["Id"])
     [after] = _jobs_named(connected, {"Imaging Wing"})
     assert after["SyncToken"] == job["SyncToken"]  # nothing was written to Q's job
     owner.refresh_from_db()
@@ -248,7 +252,8 @@ def test_sync_never_adopts_a_job_another_project_holds(
 def test_sync_never_adopts_another_projects_job_after_a_6240(
     personas: Personas, connected: QboEmulator, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    owner, twin, job = _synced_owner_and_twin(personas, connected)
+    # Alike only as QBO compares names, so only QBO's answer tells the names apart.
+    owner, twin, job = _synced_owner_and_twin(personas, connected, twin_name="imaging  WING")
     # The lookup before the create misses the job (as when another worker creates it in
     # between): QBO answers the create with 6240, and the push looks again.
     lookup = qbo_push.lookup_names

@@ -147,6 +147,68 @@ def test_name_taken_by_a_vendor_needs_action(personas: Personas, connected: QboE
     assert _jobs_named(connected, {"harbor electric"}) == []
 
 
+def test_two_projects_with_one_name_both_sync_the_later_with_its_number(
+    personas: Personas, connected: QboEmulator
+) -> None:
+    """QBO names are unique; two Linarc projects may share one. Whether the twin comes in
+    the same chunk or a later sync, it gets its project number, and keeps it."""
+    [first, same_chunk] = _mapped_projects(personas, 2, name="Warehouse Renovation")
+    StagedProject.objects.filter(pk=same_chunk.pk).update(number="P-2002")
+    _sync_in_process(personas)
+    other_client = (
+        QboCustomer.objects.filter(company=personas.company, is_job=False, active=True)
+        .exclude(pk=first.qbo_customer_id)
+        .first()
+    )
+    assert other_client is not None
+    [later] = StagedProjectFactory.create_batch(
+        1,
+        company=personas.company,
+        qbo_customer=other_client,
+        status=SyncStatus.NEEDS_SYNC,
+        name="Warehouse Renovation",
+        number="P-3003",
+    )
+    _sync_in_process(personas, StagedProject.objects.filter(pk=later.pk))
+
+    names = {
+        "Warehouse Renovation",
+        "Warehouse Renovation (P-2002)",
+        "Warehouse Renovation (P-3003)",
+    }
+    jobs = {j["DisplayName"]: j for j in _jobs_named(connected, names)}
+    assert set(jobs) == names
+    for project in (first, same_chunk, later):
+        project.refresh_from_db()
+        assert project.status == SyncStatus.SYNCED
+        assert jobs[project.qbo_display_name]["Id"] == project.qbo_record_id
+    assert jobs["Warehouse Renovation (P-3003)"]["ParentRef"]["value"] == other_client.qbo_id
+    assert "“Warehouse Renovation (P-3003)”" in (
+        ChangeEvent.objects.get(project=later, kind=EventKind.SYNCED).summary
+    )
+
+    # A later edit keeps the number: the job is updated, not renamed back into a clash.
+    StagedProject.objects.filter(pk=later.pk).update(
+        status=SyncStatus.NEEDS_SYNC, end_date="2027-06-30"
+    )
+    _sync_in_process(personas, StagedProject.objects.filter(pk=later.pk))
+    later.refresh_from_db()
+    assert later.status == SyncStatus.SYNCED and later.qbo_sync_token == "1"
+    assert later.qbo_display_name == "Warehouse Renovation (P-3003)"
+
+
+def test_a_name_held_by_something_else_is_not_renamed(
+    personas: Personas, connected: QboEmulator
+) -> None:
+    # A vendor holds the name: it may be this very project entered by hand, so a person
+    # decides (Manual Mapping or the naming rule); the number is not added.
+    [project] = _mapped_projects(personas, 1, name="Harbor Electric", number="P-4004")
+    _sync_in_process(personas)
+    project.refresh_from_db()
+    assert project.status == SyncStatus.NEEDS_ACTION and project.qbo_name_suffix == ""
+    assert _jobs_named(connected, {"Harbor Electric (P-4004)"}) == []
+
+
 def test_batch_with_mixed_outcomes_writes_each_row(
     personas: Personas, connected: QboEmulator
 ) -> None:

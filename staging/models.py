@@ -76,8 +76,9 @@ class StagedProject(models.Model):
     qbo_record_id = models.CharField(max_length=QBO_ID_MAX_LENGTH, blank=True)
     qbo_sync_token = models.CharField(max_length=QBO_ID_MAX_LENGTH, blank=True)
     qbo_display_name = models.CharField(max_length=500, blank=True)
-    # Appended to the naming rule's name when another project's job already holds that name
-    # in QBO (" (P-1042)"); kept, so later updates send the same name (sync/push.py).
+    # Appended to the naming rule's name when the name belongs to another project (an older
+    # one makes it, or its job holds it in QBO): " (P-1042)". Kept, so every later update
+    # sends the same name (sync/push.py).
     qbo_name_suffix = models.CharField(max_length=60, blank=True, default="")
 
     status = models.CharField(

@@ -6,6 +6,7 @@ sync will send), so the preview can never drift from the real request.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 from typing import Any
@@ -133,4 +134,20 @@ def project_qbo_request_preview(*, project: StagedProject) -> dict[str, Any]:
             f"('{escape_query_literal(fields['DisplayName'])}') AND Active IN (true, false)"
         ),
         "body": fields,
+        **(
+            {}
+            if project.qbo_name_suffix
+            else {
+                # sync/push.py: decided against QBO at sync time, so shown as the alternative.
+                "name_if_another_project_has_it": project_display_name(
+                    project=_with_suffix(project), template=rules.display_name_template
+                )
+            }
+        ),
     }
+
+
+def _with_suffix(project: StagedProject) -> StagedProject:
+    twin = copy.copy(project)
+    twin.qbo_name_suffix = project_name_suffix(project=project)
+    return twin

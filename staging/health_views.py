@@ -13,7 +13,7 @@ from integrations.http import render_page_or_partial
 from integrations.models import Role
 from integrations.services.alerts import membership_notifications_set
 from integrations.tenancy import company_required, current_company
-from staging.models import StagedProject, SyncStatus
+from staging.selectors.filters import projects_matching
 from staging.selectors.health import failure_classes, integration_health
 from staging.sync.queue import projects_retry_failed
 
@@ -40,9 +40,8 @@ def health_retry_class(request: HttpRequest) -> HttpResponse:
     if chosen is None:
         messages.warning(request, "No failed projects of that kind are left.")
     else:
-        projects = StagedProject.objects.filter(
-            company=company, status=SyncStatus.FAILED, failure_code__in=chosen.codes
-        )
+        # The rows its Show link lists (the Failed chip narrowed to its codes).
+        projects = projects_matching(company=company, filters=chosen.filters)
         summary = projects_retry_failed(company=company, projects=projects, actor=request.user)
         messages.success(request, f"Retrying {summary.queued:,} projects: {chosen.name}.")
     return HttpResponseRedirect(reverse("portfolio:integration_health"))

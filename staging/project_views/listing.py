@@ -25,6 +25,7 @@ from staging.project_views.table import (
     ROW_DEFAULTS,
     RowUrls,
     chips,
+    code_filter,
     int_or_none,
     list_url,
     pager,
@@ -57,6 +58,7 @@ def company_project(request: HttpRequest, pk: int) -> StagedProject:
 def _status_bar_context(page: ProjectPage) -> dict[str, Any]:
     return {
         "chips": chips(page),
+        "code_filter": code_filter(page.filters),
         "workers_online": workers_online(),
         "search_count_limit": selectors.SEARCH_COUNT_LIMIT,
     }
@@ -88,7 +90,7 @@ def _list_context(request: HttpRequest, filters: ProjectFilters) -> dict[str, An
         "page": page,
         "rows": urls.rows(list(page.rows())),
         "filters": page.filters,
-        "filter_key": f"{filters.status}|{filters.q}",
+        "filter_key": f"{filters.status}|{filters.code_param}|{filters.q}",
         "sort_headers": sort_headers(filters),
         "pager": pager(page),
         "can_operate": can_operate(request),

@@ -158,6 +158,26 @@ def sort_headers(filters: ProjectFilters) -> list[SortHeader]:
     return headers
 
 
+@dataclass(frozen=True)
+class CodeFilter:
+    """The failure-code filter in force, shown next to the chips with a link that drops it."""
+
+    label: str  # "QuickBooks code 6000 or no code"
+    remove_url: str
+
+
+def code_filter(filters: ProjectFilters) -> CodeFilter | None:
+    if not filters.codes:
+        return None
+    named = [code for code in filters.codes if code]
+    parts = []
+    if named:
+        parts.append(f"QuickBooks code{'s' if len(named) > 1 else ''} {', '.join(named)}")
+    if "" in filters.codes:
+        parts.append("no QuickBooks code" if not named else "no code")
+    return CodeFilter(" or ".join(parts), list_url(filters, codes=(), page=1))
+
+
 def chips(page: ProjectPage) -> list[Chip]:
     filters = page.filters
     return [
@@ -165,7 +185,8 @@ def chips(page: ProjectPage) -> list[Chip]:
             c.status,
             c.label,
             c.count,
-            list_url(filters, status=c.status, page=1),
+            # A chip shows all of its status: the failure-code filter is dropped.
+            list_url(filters, status=c.status, codes=(), page=1),
             c.status == filters.status,
             c.at_least,
         )

@@ -5,7 +5,8 @@ the presenters' work (staging.presenters).
 The Projects list must stay fast with 100,000 staged rows, so every read issues a fixed
 number of queries and none reads every row:
 
-* ``filters``: what the list shows, from the URL, and which rows match it;
+* ``filters``: what the list shows (status chip, failure codes, search), from the URL, and
+  which rows match it;
 * ``counts``: rows per status for the chips and the pager, bounded for a search;
 * ``projects``: one page of the list, and the rows a bulk action names;
 * ``customers``: the QBO customer and job drop-downs;
@@ -38,9 +39,11 @@ from staging.selectors.filters import (
     DEFAULT_SORT,
     MAX_SEARCH_LENGTH,
     MAX_SELECTED_IDS,
+    NO_CODE,
     SORT_COLUMNS,
     STATUS_ORDER,
     ProjectFilters,
+    codes_param,
     parse_project_ids,
     project_filters_from,
     projects_matching,
@@ -70,6 +73,7 @@ __all__ = [
     "LIST_COLUMNS",
     "MAX_SEARCH_LENGTH",
     "MAX_SELECTED_IDS",
+    "NO_CODE",
     "PAGE_SIZE",
     "RECENT_RUN_WINDOW",
     "SEARCH_COUNT_LIMIT",
@@ -83,6 +87,7 @@ __all__ = [
     "ProjectPage",
     "StatusCount",
     "StatusCounts",
+    "codes_param",
     "import_runs_recent",
     "latest_sync_run",
     "parse_project_ids",

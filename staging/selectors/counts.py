@@ -49,12 +49,20 @@ class StatusCounts(dict[str, int]):
         at_least: Iterable[str] = (),
         *,
         listed_ids: list[int] | None = None,
+        listed: int | None = None,
     ) -> None:
         super().__init__(counts)
         self.at_least = frozenset(at_least)
         # A search whose listed rows (search + chosen chip) were all read while counting:
         # their ids, so the page is read by id instead of by searching again.
         self.listed_ids = listed_ids
+        # Under a failure-code filter the list shows fewer rows than its chip counts: how
+        # many (None: as many as the chip).
+        self.listed = listed
+
+    def listed_total(self, status: str) -> int:
+        """The rows the list shows for the chosen chip (its count, or the code filter's)."""
+        return self[status] if self.listed is None else self.listed
 
 
 def project_status_counts(*, company: Company, filters: ProjectFilters) -> StatusCounts:
@@ -67,11 +75,21 @@ def project_status_counts(*, company: Company, filters: ProjectFilters) -> Statu
     when they are many), so its cost never grows with the company's row count; a chosen
     status chip is read first, the same way (the pager needs its count). Each read takes
     the ids too, so a page of a search counted in full is read by id (project_page), not by
-    searching every row again.
+    searching every row again. A failure-code filter counts its rows once more (the chip's
+    (company, status) index plus a filter: never more rows than the chip has).
     """
     if filters.q:
         with _search_reads():
             return _search_counts(company=company, filters=filters)
+    counts = _all_counts(company=company)
+    if filters.codes:
+        # The chip's rows with those codes: its (company, status) index plus a filter.
+        listed = projects_matching(company=company, filters=filters).count()
+        return StatusCounts(counts, listed=listed)
+    return StatusCounts(counts)
+
+
+def _all_counts(*, company: Company) -> dict[str, int]:
     counts = {s.value: 0 for s in STATUS_ORDER}
     rows: Iterable[tuple[str, int]]
     if status_counts.status_counts_supported():
@@ -91,32 +109,45 @@ def project_status_counts(*, company: Company, filters: ProjectFilters) -> Statu
     for status, n in rows:
         counts[status] = counts.get(status, 0) + n
     counts[""] = sum(counts.values())
-    return StatusCounts(counts)
+    return counts
 
 
 def _search_counts(*, company: Company, filters: ProjectFilters) -> StatusCounts:
     matching = projects_matching(company=company, filters=filters, with_status=False)
     limited, chosen = filters.status, None
+    narrowed = bool(filters.codes)  # the list shows fewer rows than the chip counts
     if limited:
-        # The chosen chip first: the pager needs its count, and when more than the limit
-        # match it, more than the limit match the search too, so nothing else is read.
-        chosen = _first_matches(matching.filter(status=limited))
+        # The chosen chip (with its failure codes) first: the pager needs its count, and
+        # when more than the limit match it, more than the limit match the search too, so
+        # nothing else is read.
+        chosen = _first_matches(projects_matching(company=company, filters=filters))
         if len(chosen) > SEARCH_COUNT_LIMIT:
             return StatusCounts(
-                {"": SEARCH_COUNT_LIMIT, limited: SEARCH_COUNT_LIMIT}, {"", limited}
+                {"": SEARCH_COUNT_LIMIT, limited: SEARCH_COUNT_LIMIT},
+                {"", limited},
+                listed=SEARCH_COUNT_LIMIT if narrowed else None,
             )
     first = _first_matches(matching)
     if len(first) <= SEARCH_COUNT_LIMIT:
         counts = {s.value: 0 for s in STATUS_ORDER} | Counter(status for _, status in first)
-        listed = [pk for pk, status in first if not limited or status == limited]
-        return StatusCounts({**counts, "": len(first)}, listed_ids=listed)
+        # Every match of the chosen chip was read above (no more than the limit).
+        listed = [pk for pk, _ in (first if chosen is None else chosen)]
+        return StatusCounts(
+            {**counts, "": len(first)},
+            listed_ids=listed,
+            listed=len(listed) if narrowed else None,
+        )
     # More match than are counted: the total is "more than the limit", and the statuses are
-    # not counted, except the chosen one.
+    # not counted, except the chosen one (not even that one under a failure-code filter,
+    # whose rows are fewer than the chip's).
     if chosen is None:
         return StatusCounts({"": SEARCH_COUNT_LIMIT}, {""})
-    return StatusCounts(
-        {"": SEARCH_COUNT_LIMIT, limited: len(chosen)}, {""}, listed_ids=[pk for pk, _ in chosen]
-    )
+    chosen_ids = [pk for pk, _ in chosen]
+    if narrowed:
+        return StatusCounts(
+            {"": SEARCH_COUNT_LIMIT}, {""}, listed_ids=chosen_ids, listed=len(chosen_ids)
+        )
+    return StatusCounts({"": SEARCH_COUNT_LIMIT, limited: len(chosen)}, {""}, listed_ids=chosen_ids)
 
 
 def _first_matches(matching: QuerySet[StagedProject]) -> list[tuple[int, str]]:

@@ -1,5 +1,5 @@
-"""What the Projects list shows (status chip, search, sort, page: all from the URL) and which
-of the company's rows match it, for the list and for the bulk actions.
+"""What the Projects list shows (status chip, failure codes, search, sort, page: all from the
+URL) and which of the company's rows match it, for the list and for the bulk actions.
 """
 
 from __future__ import annotations
@@ -42,15 +42,28 @@ SORT_COLUMNS: dict[str, tuple[str, ...]] = {
 }
 DEFAULT_SORT = "serial"
 
+# The failure-code filter narrows a Failed or Needs Action chip to some QuickBooks fault
+# codes (the health page's "Show" of one kind of failure): ?status=failed&code=6000,6190.
+# NO_CODE stands for the rows without one (failure_code ""). Only with one of these
+# statuses, so the read is the chip's (company, status) index plus a filter.
+FAILURE_STATUSES: frozenset[str] = frozenset({SyncStatus.FAILED, SyncStatus.NEEDS_ACTION})
+NO_CODE = "none"
+MAX_CODES = 20
+_CODE_LENGTH = 32  # StagedProject.failure_code
+_CODE_CHARACTERS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-")
+
 
 @dataclass(frozen=True)
 class ProjectFilters:
-    """What the list shows: status chip, search text, sort and page, all from the URL."""
+    """What the list shows: status chip, search text, sort, page and failure codes, all from
+    the URL."""
 
     status: str = ""
     q: str = ""
     sort: str = DEFAULT_SORT
     page: int = 1
+    # QuickBooks fault codes within a Failed or Needs Action chip, sorted ("" = no code).
+    codes: tuple[str, ...] = ()
 
     @property
     def sort_key(self) -> str:
@@ -60,6 +73,11 @@ class ProjectFilters:
     def descending(self) -> bool:
         return self.sort.startswith("-")
 
+    @property
+    def code_param(self) -> str:
+        """The failure codes as the URL writes them ("6000,none"), for the forms' inputs."""
+        return codes_param(self.codes)
+
     def as_params(self, **overrides: Any) -> dict[str, str]:
         """Query-string values for links (empty values and defaults left out)."""
         values: dict[str, Any] = {
@@ -67,11 +85,14 @@ class ProjectFilters:
             "q": self.q,
             "sort": self.sort,
             "page": self.page,
+            "codes": self.codes,
             **overrides,
         }
         params: dict[str, str] = {}
         if values["status"]:
             params["status"] = str(values["status"])
+        if values["codes"] and values["status"] in FAILURE_STATUSES:
+            params["code"] = codes_param(values["codes"])
         if values["q"]:
             params["q"] = str(values["q"])
         if values["sort"] and values["sort"] != DEFAULT_SORT:
@@ -94,7 +115,31 @@ def project_filters_from(params: Mapping[str, Any]) -> ProjectFilters:
         page = int(str(params.get("page") or 1))
     except ValueError:
         page = 1
-    return ProjectFilters(status=status, q=q, sort=sort, page=max(1, min(page, 10**6)))
+    codes = _codes_from(params) if status in FAILURE_STATUSES else ()
+    return ProjectFilters(status=status, q=q, sort=sort, page=max(1, min(page, 10**6)), codes=codes)
+
+
+def _codes_from(params: Mapping[str, Any]) -> tuple[str, ...]:
+    """The failure codes of ``code`` (repeated, or comma-separated). A value that cannot be a
+    fault code is dropped, never a 500; past MAX_CODES the rest are ignored."""
+    getlist = getattr(params, "getlist", None)
+    values = getlist("code") if getlist is not None else [params.get("code") or ""]
+    codes: set[str] = set()
+    for value in values:
+        for part in str(value).split(","):
+            part = part.strip()
+            if part == NO_CODE:
+                codes.add("")
+            elif 0 < len(part) <= _CODE_LENGTH and set(part) <= _CODE_CHARACTERS:
+                codes.add(part)
+            if len(codes) >= MAX_CODES:
+                return tuple(sorted(codes))
+    return tuple(sorted(codes))
+
+
+def codes_param(codes: Iterable[str]) -> str:
+    """The URL's ``code`` value for these failure codes ("" is written NO_CODE)."""
+    return ",".join(code or NO_CODE for code in codes)
 
 
 def without_nul(text: str) -> str:
@@ -118,12 +163,17 @@ def _searched(projects: QuerySet[StagedProject], text: str) -> QuerySet[StagedPr
 def projects_matching(
     *, company: Company, filters: ProjectFilters, with_status: bool = True
 ) -> QuerySet[StagedProject]:
-    """The company's projects matching the search (and the status chip, unless told not to)."""
+    """The company's projects matching the search (and the status chip with its failure
+    codes, unless told not to)."""
     projects: QuerySet[StagedProject] = StagedProject.objects.for_company(company)
     if filters.q:
         projects = _searched(projects, filters.q)
     if with_status and filters.status:
         projects = projects.filter(status=filters.status)
+        if filters.codes:
+            # Read through the (company, status, id) index, then filtered: bounded by the
+            # chip's rows, never the company's.
+            projects = projects.filter(failure_code__in=filters.codes)
     return projects
 
 

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
+from urllib.parse import urlencode
 
 from django.db.models import Count, Max, Min
 from django.utils import timezone
@@ -19,9 +20,14 @@ from integrations.services.qbo_traffic import traffic_store
 from qbo_client.errors import TransientError
 from staging.imports.runs import IMPORT_KINDS
 from staging.models import Run, StagedProject, SyncStatus
+from staging.selectors.filters import ProjectFilters
 from staging.services.workers import workers_online
 
 RECENT_RUNS = 8
+# (status, failure code) groups given an example reason, biggest first: one row each, read
+# by id. A company has a handful; past this many the rest are still counted and classified
+# by their code alone.
+MAX_SAMPLED_GROUPS = 50
 
 
 @dataclass(frozen=True)
@@ -38,6 +44,16 @@ class FailureClass:
     @property
     def retryable(self) -> bool:
         return self.status == SyncStatus.FAILED
+
+    @property
+    def filters(self) -> ProjectFilters:
+        """Its rows, as the Projects tab filters them (the status chip and these codes)."""
+        return ProjectFilters(status=self.status, codes=self.codes)
+
+    @property
+    def projects_query(self) -> str:
+        """The Projects tab's query string that lists its rows: status=failed&code=6000."""
+        return urlencode(self.filters.as_params())
 
 
 @dataclass(frozen=True)
@@ -72,6 +88,13 @@ class IntegrationHealth:
     failures: list[FailureClass] = field(default_factory=list)
 
     @property
+    def queued_within_a_minute(self) -> bool:
+        """Every queued project was queued less than a minute ago ("0 minutes" otherwise)."""
+        return self.oldest_queued_at is not None and (
+            timezone.now() - self.oldest_queued_at < timedelta(minutes=1)
+        )
+
+    @property
     def refresh_expiring(self) -> bool:
         return self.refresh_days_left is not None and self.refresh_days_left <= (
             EXPIRY_WARNING.days
@@ -96,15 +119,24 @@ def integration_health(*, company: Company) -> IntegrationHealth:
     queue = StagedProject.objects.filter(company=company, status=SyncStatus.QUEUED).aggregate(
         count=Count("pk"), oldest=Min("queued_at")
     )
+    # Both reads walk the (company, -created_at, -id) index newest first (run_company_newest)
+    # and stop: the last import is nearly always among the recent runs (a scheduled pull
+    # every 15 minutes), and read on its own only when it is not.
     runs = list(Run.objects.filter(company=company).order_by("-created_at", "-id")[:RECENT_RUNS])
-    imports = Run.objects.filter(company=company, kind__in=IMPORT_KINDS)
+    last_import = next((run for run in runs if run.kind in IMPORT_KINDS), None)
+    if last_import is None and len(runs) == RECENT_RUNS:
+        last_import = (
+            Run.objects.filter(company=company, kind__in=IMPORT_KINDS)
+            .order_by("-created_at", "-id")
+            .first()
+        )
     return IntegrationHealth(
         qbo=qbo,
         qbo_state=qbo.status if qbo is not None else QboConnectionStatus.DISCONNECTED,
         refresh_days_left=days_left,
         ends_at_hard_limit=hard_end is not None and hard_end == ends_at,
         linarc=LinarcConnection.objects.filter(company=company).first(),
-        last_import=imports.order_by("-created_at", "-id").first(),
+        last_import=last_import,
         queued=queue["count"],
         oldest_queued_at=queue["oldest"],
         workers_online=workers_online(),
@@ -135,20 +167,29 @@ def qbo_budget(*, realm_id: str) -> QboBudget:
 
 
 def failure_classes(*, company: Company) -> list[FailureClass]:
-    """Failed and Needs Action rows by kind of reason, most rows first. One grouped read of
-    those rows (through the (company, status) index), then classified here."""
-    groups = (
-        StagedProject.objects.filter(
-            company=company, status__in=(SyncStatus.FAILED, SyncStatus.NEEDS_ACTION)
-        )
-        .values_list("status", "failure_code")
-        .annotate(count=Count("pk"), sample=Max("status_reason"))
-        .order_by()
+    """Failed and Needs Action rows by kind of reason, most rows first. Two reads whatever
+    the row count: the rows counted per (status, failure code), then one example reason per
+    group (its newest row, read by id); classified here.
+
+    The count reads no text: COUNT(*) and MAX(id) of the rows the (company, status) index
+    finds. (With an index on (company, status, failure_code, id) it would be an index-only
+    scan; docs/benchmarks.md §7.)
+    """
+    failing = StagedProject.objects.filter(
+        company=company, status__in=(SyncStatus.FAILED, SyncStatus.NEEDS_ACTION)
     )
+    groups = sorted(
+        failing.values_list("status", "failure_code")
+        .annotate(count=Count("*"), newest=Max("id"))
+        .order_by(),
+        key=lambda group: -group[2],
+    )
+    samples = _sample_reasons(company=company, groups=groups[:MAX_SAMPLED_GROUPS])
     merged: dict[tuple[str, str, str], list[tuple[str, int, str]]] = {}
-    for status, code, count, sample in groups:
-        name, advice = _classify(status, code or "", sample or "")
-        merged.setdefault((status, name, advice), []).append((code or "", count, sample or ""))
+    for status, code, count, newest in groups:
+        sample = samples.get((newest, status, code), "")
+        name, advice = _classify(status, code or "", sample)
+        merged.setdefault((status, name, advice), []).append((code or "", count, sample))
     classes = []
     for (status, name, advice), rows in merged.items():
         biggest = max(rows, key=lambda row: row[1])
@@ -163,6 +204,24 @@ def failure_classes(*, company: Company) -> list[FailureClass]:
             )
         )
     return sorted(classes, key=lambda c: (-c.count, c.name))
+
+
+def _sample_reasons(
+    *, company: Company, groups: list[tuple[str, str, int, int]]
+) -> dict[tuple[int, str, str], str]:
+    """(row id, status, code) → the reason of each group's newest row, in one read by
+    primary key. A row that left its group since it was counted (retried a moment ago) is
+    no example of it and is left out."""
+    if not groups:
+        return {}
+    rows = (
+        StagedProject.objects.filter(
+            company=company, pk__in=[newest for _s, _c, _n, newest in groups]
+        )
+        .order_by()
+        .values_list("pk", "status", "failure_code", "status_reason")
+    )
+    return {(pk, status, code): reason or "" for pk, status, code, reason in rows}
 
 
 # QBO fault codes: https://developer.intuit.com/app/developer/qbo/docs/develop/troubleshooting/error-codes

@@ -82,12 +82,17 @@ class ProjectPage:
 
     @property
     def failed_count(self) -> int | None:
-        """Failed rows matching the search (None: not counted, there may be some)."""
+        """Failed rows matching the search (None: not counted, there may be some), and the
+        failure-code filter when it narrows the Failed chip."""
+        if self.filters.codes and self.filters.status == SyncStatus.FAILED:
+            return self.total
         return self.counts.get(SyncStatus.FAILED.value)
 
     @property
     def failed_at_least(self) -> bool:
         """More Failed rows match than failed_count (a search past SEARCH_COUNT_LIMIT)."""
+        if self.filters.codes and self.filters.status == SyncStatus.FAILED:
+            return self.total_at_least
         return SyncStatus.FAILED.value in self.counts.at_least
 
     @property
@@ -165,11 +170,12 @@ def project_page(
     *, company: Company, filters: ProjectFilters, page_size: int = PAGE_SIZE
 ) -> ProjectPage:
     """One page of the list: two queries (the counts, then the page) whatever the row count;
-    one more for a deep page (its ids, then its rows) and for a search with a status chip
-    chosen (the chip's matches are read first, see project_status_counts)."""
+    one more for a deep page (its ids, then its rows), for a search with a status chip
+    chosen (the chip's matches are read first, see project_status_counts) and for a
+    failure-code filter (its rows counted)."""
     counts = project_status_counts(company=company, filters=filters)
     key = filters.status or ""
-    total = counts[key]
+    total = counts.listed_total(key)
     total_at_least = key in counts.at_least
     if total_at_least:
         # How many pages there are is not known: any page may be asked for, and one row

@@ -76,7 +76,7 @@ def _body(company: Company, classes: list[FailureClass], new: int) -> str:
         if failure.sample:
             lines.append(f"  For example: {failure.sample[:200]}")
         lines.append(f"  What to do: {failure.advice}")
-        lines.append(f"  {projects}?status={'failed' if failure.retryable else 'needs_action'}")
+        lines.append(f"  {projects}?{failure.projects_query}")
     lines += [
         "",
         f"The integration's health page: {health}",

@@ -117,7 +117,9 @@ def test_without_shared_redis_nothing_is_counted_and_the_page_says_so(
 
     assert traffic_store() is None
     page = personas.client_for(personas.admin).get(reverse("portfolio:integration_health"))
-    assert "Budget use is not counted on this setup" in page.content.decode()
+    html = page.content.decode()
+    assert "QuickBooks request counts are not kept on this installation." in html
+    assert "RATE_LIMIT_REDIS_URL" not in html and "Redis" not in html  # the why is in the docs
 
 
 def test_a_redis_outage_loses_the_count_not_the_exchange(
@@ -134,4 +136,6 @@ def test_a_redis_outage_loses_the_count_not_the_exchange(
     assert len(answer["Customer"]) == 1
     page = personas.client_for(personas.admin).get(reverse("portfolio:integration_health"))
     assert page.status_code == 200
-    assert "Budget use cannot be read right now" in page.content.decode()
+    html = page.content.decode()
+    assert "QuickBooks request counts cannot be read right now." in html
+    assert "Redis" not in html

@@ -3,16 +3,20 @@ kind with one-click retry; bounded reads."""
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from typing import Any
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
 from integrations.models import LinarcConnection, QboConnection
-from staging.models import StagedProject, SyncStatus, WorkerHeartbeat
-from staging.selectors.health import failure_classes
+from staging.models import Run, RunKind, RunState, StagedProject, SyncStatus, WorkerHeartbeat
+from staging.selectors import health
+from staging.selectors.health import failure_classes, integration_health
 from tests.conftest import Personas
 from tests.factories import QboCustomerFactory, StagedProjectFactory
 
@@ -72,9 +76,11 @@ def test_reconnect_needed_and_an_expiring_token_are_called_out(personas: Persona
     admin = personas.client_for(personas.admin).get(URL).content.decode()
     assert "Some things need attention" in admin
     assert "Needs reconnecting.</strong> The refresh token was revoked." in admin
-    assert "Reconnect QuickBooks" in admin
+    assert admin.count("Reconnect QuickBooks") == 1  # the box's button; no page-wide banner
+    assert 'class="qbo-banner"' not in admin
     viewer = personas.client_for(personas.viewer).get(URL).content.decode()
     assert "Reconnect QuickBooks" not in viewer
+    assert "Ask an admin of your company to reconnect it." in viewer
 
     QboConnection.objects.filter(company=personas.company).update(
         status="connected", refresh_expires_at=timezone.now() + timedelta(days=9, hours=1)
@@ -96,6 +102,72 @@ def test_failures_are_grouped_by_kind_with_advice(personas: Personas) -> None:
     page = personas.client_for(personas.viewer).get(URL).content.decode()
     assert "Link the existing record with Manual Mapping" in page
     assert "Retry these" not in page  # a viewer reads only
+
+
+def test_show_opens_the_projects_tab_filtered_to_that_kind(personas: Personas) -> None:
+    rows = _failures(personas)
+    client = personas.client_for(personas.operator)
+    page = client.get(URL).content.decode()
+
+    projects = reverse("portfolio:projects")
+    links = {
+        "unavailable": ("failed&amp;code=none", "Show the 3 projects: QuickBooks unavailable"),
+        "refused": ("failed&amp;code=6190", "Show the 2 projects: Refused by QuickBooks"),
+        "duplicate": ("needs_action&amp;code=6240", "Show the 1 project: Duplicate name in"),
+    }
+    for kind, (query, name) in links.items():
+        href = f'href="{projects}?status={query}"'
+        assert href in page, kind
+        # The link's accessible name says which projects (the rest is visually hidden).
+        link = page.split(href, 1)[1].split("</a>", 1)[0]
+        assert re.sub(r"<[^>]+>", "", link).lstrip(">").startswith(name), link
+        listed = client.get(f"{projects}?status={query.replace('&amp;', '&')}").content.decode()
+        ids = {int(pk) for pk in re.findall(r'<tr id="project-(\d+)"', listed)}
+        assert ids == {p.pk for p in rows[kind]}, kind
+    assert 'Retry these<span class="visually-hidden"> 3 projects: QuickBooks unavailable' in page
+
+
+def test_failure_kinds_are_two_reads_with_the_newest_rows_reason(
+    personas: Personas, django_assert_num_queries: Any
+) -> None:
+    customer = QboCustomerFactory(company=personas.company)
+    for reason in ("Subscription ended (older)", "Subscription ended (newest)"):
+        StagedProjectFactory(
+            company=personas.company,
+            qbo_customer=customer,
+            status=SyncStatus.FAILED,
+            failure_code="6190",
+            status_reason=reason,
+        )
+    StagedProjectFactory(
+        company=personas.other_company, status=SyncStatus.FAILED, failure_code="6190"
+    )
+
+    with django_assert_num_queries(2):  # counted per (status, code), then one row each by id
+        [refused] = failure_classes(company=personas.company)
+
+    assert (refused.name, refused.count, refused.codes) == ("Refused by QuickBooks", 2, ("6190",))
+    assert refused.sample == "Subscription ended (newest)"
+    assert refused.projects_query == "status=failed&code=6190"
+
+
+def test_a_project_that_left_its_kind_since_it_was_counted_is_no_example(
+    personas: Personas, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _failures(personas)
+    real = health._sample_reasons
+
+    def retried_meanwhile(**kwargs: Any) -> dict[tuple[int, str, str], str]:
+        StagedProject.objects.filter(company=personas.company).update(
+            status=SyncStatus.QUEUED, status_reason=""
+        )
+        return real(**kwargs)
+
+    monkeypatch.setattr(health, "_sample_reasons", retried_meanwhile)
+    classes = failure_classes(company=personas.company)
+
+    assert {c.sample for c in classes} == {""}
+    assert sum(c.count for c in classes) == 6  # as counted
 
 
 def test_retry_a_kind_queues_only_its_rows(
@@ -137,7 +209,98 @@ def test_the_page_reads_a_fixed_number_of_times(
         )
         for n in range(rows)
     )
+    Run.objects.bulk_create(
+        Run(company=personas.company, kind=RunKind.SYNC, state=RunState.DONE) for _ in range(20)
+    )
     client = personas.client_for(personas.operator)
     client.get(URL)
-    with django_assert_max_num_queries(16):
+    # Session, user, membership; QuickBooks and Linarc connections; the queue; the last
+    # runs and (none among them) the last import; workers; failures counted, then their
+    # examples. The full page reads no more: it shows no banner (erp.html).
+    with django_assert_max_num_queries(11):
         assert client.get(URL, HTTP_HX_REQUEST="true").status_code == 200
+    with django_assert_max_num_queries(11):
+        assert client.get(URL).status_code == 200
+
+
+def test_the_last_import_is_taken_from_the_recent_runs_when_it_is_one(
+    personas: Personas,
+) -> None:
+    now = timezone.now()
+    old_import = Run.objects.create(
+        company=personas.company,
+        kind=RunKind.IMPORT_ALL,
+        state=RunState.DONE,
+        created_at=now - timedelta(days=2),
+    )
+    for minutes in range(health.RECENT_RUNS):
+        Run.objects.create(
+            company=personas.company,
+            kind=RunKind.SYNC,
+            state=RunState.DONE,
+            created_at=now - timedelta(minutes=minutes + 1),
+        )
+    with CaptureQueriesContext(connection) as apart:
+        state = integration_health(company=personas.company)
+    assert state.last_import == old_import  # read on its own: not among the recent runs
+
+    pull = Run.objects.create(
+        company=personas.company, kind=RunKind.SCHEDULED_PULL, state=RunState.FAILED
+    )
+    with CaptureQueriesContext(connection) as among:
+        state = integration_health(company=personas.company)
+    assert state.last_import == pull and state.runs[0] == pull
+    assert len(among.captured_queries) == len(apart.captured_queries) - 1
+
+
+@pytest.mark.parametrize(
+    ("ages", "says"),
+    [
+        ([5, 20], "2 projects queued, all less than a minute ago."),
+        ([5], "1 project queued, less than a minute ago."),
+        ([5, 600], "2 projects queued, the oldest for 10\xa0minutes."),
+        ([], "0 projects queued."),
+    ],
+)
+def test_the_queue_says_how_long_the_oldest_waited_in_plain_words(
+    personas: Personas, ages: list[int], says: str
+) -> None:
+    now = timezone.now()
+    for age in ages:
+        StagedProjectFactory(
+            company=personas.company,
+            status=SyncStatus.QUEUED,
+            queued_at=now - timedelta(seconds=age),
+        )
+    page = personas.client_for(personas.viewer).get(URL).content.decode()
+    assert says in page
+    assert "for 0\xa0minutes" not in page
+
+
+def test_the_quickbooks_box_speaks_plainly(personas: Personas) -> None:
+    QboConnection.objects.create(
+        company=personas.company,
+        realm_id="9130",
+        status="connected",
+        refreshed_at=timezone.now() - timedelta(minutes=35),
+    )
+    page = personas.client_for(personas.viewer).get(URL).content.decode()
+    assert "Connection last renewed 35\xa0minutes ago." in page
+    assert "Token last refreshed" not in page and "Redis" not in page
+
+
+def test_an_admin_without_an_email_address_is_warned_instead_of_offered_choices(
+    personas: Personas,
+) -> None:
+    client = personas.client_for(personas.admin)
+    page = client.get(URL).content.decode()
+    assert '<p class="health-notice">' in page
+    assert "Your account has no e-mail address, so nothing can be sent to you." in page
+    assert "under Users" in page  # where the address is set
+    assert 'name="email_digest"' not in page  # no boxes promising e-mails that cannot come
+
+    personas.admin.email = "ada@example.com"
+    personas.admin.save(update_fields=["email"])
+    page = client.get(URL).content.decode()
+    assert "health-notice" not in page
+    assert 'name="email_digest" value="1" checked' in page

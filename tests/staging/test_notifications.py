@@ -48,7 +48,8 @@ def test_the_digest_reaches_the_admins_once_a_day_with_what_to_do(personas: Pers
     assert message.subject == "Summit Ridge Builders: 2 projects need attention"
     assert "* Refused by QuickBooks (Failed): 2" in message.body
     assert "For example: Subscription period has ended" in message.body
-    assert "/portfolio/integration/erp/projects/?status=failed" in message.body
+    # The kind's own rows: the Failed chip narrowed to its code.
+    assert "/portfolio/integration/erp/projects/?status=failed&code=6190\n" in message.body
     assert "/portfolio/integration/erp/health/" in message.body
 
     assert digests_send(day=TODAY) == 0  # the beat delivered twice: nothing more
@@ -86,6 +87,7 @@ def test_reconnect_needed_alerts_the_admins_once(
 
 
 def test_an_admin_turns_the_emails_off_on_the_health_page(personas: Personas) -> None:
+    _admin_mail(personas)
     client = personas.client_for(personas.admin)
     page = client.get(reverse("portfolio:integration_health")).content.decode()
     assert 'name="email_digest" value="1" checked' in page

@@ -119,6 +119,107 @@ def test_status_chip_filters_rows(personas: Personas, operator: Client) -> None:
     assert re.search(r'chip-failed active.*?chip-count">1<', html, re.S)
 
 
+def _coded_failures(personas: Personas) -> dict[str, list[StagedProject]]:
+    customer = QboCustomerFactory(company=personas.company)
+
+    def rows(n: int, code: str, status: str = SyncStatus.FAILED) -> list[StagedProject]:
+        return [
+            make(personas.company, status=status, failure_code=code, qbo_customer=customer)
+            for _ in range(n)
+        ]
+
+    return {
+        "6000": rows(2, "6000"),
+        "6190": rows(1, "6190"),
+        "none": rows(2, ""),
+        "needs_action 6000": rows(1, "6000", SyncStatus.NEEDS_ACTION),
+    }
+
+
+def test_a_failure_code_filter_lists_that_kind_and_shows_a_removable_chip(
+    personas: Personas, operator: Client
+) -> None:
+    rows = _coded_failures(personas)
+    make(personas.other_company, status=SyncStatus.FAILED, failure_code="6000")
+
+    html = operator.get(LIST_URL, {"status": "failed", "code": "6000"}).content.decode()
+
+    assert sorted(row_ids(html)) == sorted(p.pk for p in rows["6000"])
+    assert "Showing 1–2 of 2 projects" in html
+    assert re.search(r'chip-failed active.*?chip-count">5<', html, re.S)  # the whole chip
+    assert "Only QuickBooks code 6000" in html
+    assert f'href="{LIST_URL}?status=failed"' in html  # the remove link and the Failed chip
+    assert 'aria-label="Remove the filter: QuickBooks code 6000"' in html
+    # Every form and link of the list keeps the filter; another chip drops it.
+    assert html.count('name="code" value="6000"') >= 3
+    assert f'href="{LIST_URL}?status=failed&amp;code=6000&amp;sort=name"' in html
+    assert f'href="{LIST_URL}?status=synced"' in html
+    # The retry button counts (and retries) the filtered rows only.
+    assert re.search(r'id="retry-failed">Retry all failed\s*<span class="btn-count">2<', html)
+
+
+@pytest.mark.parametrize(
+    ("code", "kinds", "label"),
+    [
+        ("none", ["none"], "Only no QuickBooks code"),
+        ("6000,none", ["6000", "none"], "Only QuickBooks code 6000 or no code"),
+        ("6190,6000", ["6000", "6190"], "Only QuickBooks codes 6000, 6190"),
+    ],
+)
+def test_a_failure_code_filter_takes_several_codes_and_no_code(
+    personas: Personas, operator: Client, code: str, kinds: list[str], label: str
+) -> None:
+    rows = _coded_failures(personas)
+
+    response = operator.get(LIST_URL, {"status": "failed", "code": code}, headers=HX)
+
+    html = response.content.decode()
+    assert sorted(row_ids(html)) == sorted(p.pk for kind in kinds for p in rows[kind])
+    assert label in html
+    assert response["HX-Push-Url"].startswith(f"{LIST_URL}?status=failed&code=")
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        {"status": "failed", "code": "<script>alert(1)</script>"},
+        {"status": "failed", "code": "' OR 1=1 --"},
+        {"status": "failed", "code": "\x00"},
+        {"status": "failed", "code": "9" * 40},
+        {"status": "synced", "code": "6000"},  # not a failure chip
+        {"code": "6000"},
+    ],
+)
+def test_an_unknown_failure_code_is_ignored_not_a_500(
+    personas: Personas, operator: Client, query: dict[str, str]
+) -> None:
+    _coded_failures(personas)
+
+    response = operator.get(LIST_URL, query)
+
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert "filter-chip" not in html and "<script>alert" not in html
+    expected = {"failed": 5, "synced": 0}.get(query.get("status", ""), 6)
+    assert len(row_ids(html)) == expected
+
+
+def test_retry_all_failed_keeps_to_the_failure_code_filter(
+    personas: Personas, operator: Client
+) -> None:
+    rows = _coded_failures(personas)
+
+    response = operator.post(
+        reverse("portfolio:projects_retry_failed"), {"status": "failed", "code": "none"}, headers=HX
+    )
+
+    assert "Retrying 2 failed projects." in response.content.decode()
+    queued = set(
+        StagedProject.objects.filter(status=SyncStatus.QUEUED).values_list("pk", flat=True)
+    )
+    assert queued == {p.pk for p in rows["none"]}
+
+
 def test_unknown_filter_values_fall_back_to_defaults(personas: Personas, operator: Client) -> None:
     make(personas.company)
 
@@ -977,6 +1078,8 @@ def test_json_script_redacts_secrets_and_shows_the_next_request(
     assert html.count('class="j-redacted"') >= 7
     assert "Next QBO request (dry run)" in html
     assert "&quot;ParentRef&quot;" in html and "&quot;77&quot;" in html
+    # The name the sync falls back to when another project has this one (sync/push.py).
+    assert "&quot;Riverside Clinic (" + project.number + ")&quot;" in html
     assert html.count('data-copy="json-') == 4
 
 
@@ -1192,14 +1295,15 @@ def test_the_picker_shows_matching_sub_customers_with_their_parent_path(
     assert 'value="Harbor Dock Rebuild"' in drawer and "Harbor Dock Rebuild" in drawer
 
 
-def test_the_banner_shows_on_every_integration_page_but_the_connection_panel(
+def test_the_banner_shows_on_every_integration_page_but_the_panel_and_the_health_page(
     personas: Personas,
 ) -> None:
     from integrations.models import QboConnection
 
     QboConnection.objects.create(company=personas.company, realm_id="9", status="needs_reconnect")
     admin = personas.client_for(personas.admin)
-    for name in ("portfolio:projects", "portfolio:sync_rules", "portfolio:integration_health"):
+    for name in ("portfolio:projects", "portfolio:sync_rules"):
         assert "QuickBooks needs to be reconnected." in admin.get(reverse(name)).content.decode()
-    panel = admin.get(reverse("portfolio:qbo_connection")).content.decode()
-    assert 'class="qbo-banner"' not in panel
+    # The connection panel and the health page say it in their own QuickBooks box.
+    for name in ("portfolio:qbo_connection", "portfolio:integration_health"):
+        assert 'class="qbo-banner"' not in admin.get(reverse(name)).content.decode()

@@ -37,6 +37,25 @@ from tests.factories import QboCustomerFactory, StagedProjectFactory
         ("page=abc&sort=--name", ProjectFilters()),
         ("page=99999999999999999999", ProjectFilters(page=10**6)),
         (f"q={'x' * 500}", ProjectFilters(q="x" * 200)),
+        # Failure codes: repeated or comma-separated, "none" for no code, sorted, deduped;
+        # junk dropped; only with the Failed or Needs Action chip.
+        ("status=failed&code=6000", ProjectFilters("failed", codes=("6000",))),
+        (
+            "status=failed&code=6190,none&code=6000",
+            ProjectFilters("failed", codes=("", "6000", "6190")),
+        ),
+        ("status=needs_action&code=none&code=none", ProjectFilters("needs_action", codes=("",))),
+        (
+            "status=failed&code=<script>,%27+OR+1%3D1,%00,6000",
+            ProjectFilters("failed", codes=("6000",)),
+        ),
+        (f"status=failed&code={'9' * 33}", ProjectFilters("failed")),
+        ("status=synced&code=6000", ProjectFilters("synced")),
+        ("code=6000", ProjectFilters()),
+        (
+            "status=failed&code=" + ",".join(str(n) for n in range(100)),
+            ProjectFilters("failed", codes=tuple(sorted(str(n) for n in range(20)))),
+        ),
     ],
 )
 def test_filters_from_the_url_fall_back_to_safe_defaults(
@@ -52,6 +71,59 @@ def test_filters_as_params_leave_defaults_out() -> None:
         "q": "a b",
         "sort": "-name",
     }
+    coded = ProjectFilters("failed", codes=("", "6000"))
+    assert coded.as_params() == {"status": "failed", "code": "none,6000"}
+    # Another status, or the codes dropped, leaves the code out.
+    assert coded.as_params(status="synced") == {"status": "synced"}
+    assert coded.as_params(codes=()) == {"status": "failed"}
+    assert selectors.project_filters_from(QueryDict("status=failed&code=none,6000")) == coded
+
+
+def test_a_failure_code_filter_counts_its_rows_through_the_chip(
+    personas: Personas, django_assert_num_queries: Any
+) -> None:
+    customer = QboCustomerFactory(company=personas.company)
+    for code, n in (("6000", 3), ("6190", 2), ("", 1)):
+        StagedProjectFactory.create_batch(
+            n, company=personas.company, qbo_customer=customer, status="failed", failure_code=code
+        )
+    StagedProjectFactory(company=personas.other_company, status="failed", failure_code="6000")
+    StagedProjectFactory(company=personas.company, status="needs_action", failure_code="6000")
+
+    with django_assert_num_queries(3):  # the counts, the code filter's count, the page
+        page = selectors.project_page(
+            company=personas.company,
+            filters=ProjectFilters("failed", codes=("", "6000")),
+            page_size=3,
+        )
+
+    assert page.counts["failed"] == 6  # the chip counts its status
+    assert (page.total, page.num_pages, page.failed_count) == (4, 2, 4)  # the list, narrowed
+    assert {p.failure_code for p in page.projects} <= {"", "6000"}
+    assert {p.status for p in page.projects} == {"failed"}
+
+
+def test_a_search_with_a_failure_code_filter_lists_only_those_rows(personas: Personas) -> None:
+    customer = QboCustomerFactory(company=personas.company)
+    for code in ("6000", "6000", "6190"):
+        StagedProjectFactory(
+            company=personas.company,
+            name="Harbor Clinic",
+            qbo_customer=customer,
+            status="failed",
+            failure_code=code,
+        )
+    StagedProjectFactory(
+        company=personas.company, name="Maple", status="failed", failure_code="6000"
+    )
+
+    page = selectors.project_page(
+        company=personas.company, filters=ProjectFilters("failed", "harbor", codes=("6000",))
+    )
+
+    assert page.total == 2 and len(page.projects) == 2
+    assert {(p.name, p.failure_code) for p in page.projects} == {("Harbor Clinic", "6000")}
+    assert page.counts["failed"] == 3  # the search's Failed chip, not narrowed
 
 
 @pytest.mark.parametrize(
@@ -159,6 +231,35 @@ def test_a_search_matching_more_than_the_limit_says_at_least(
     )
     assert exact["synced"] == 6 and exact["failed"] == 2 and exact[""] == 8
     assert exact.at_least == frozenset()
+
+
+def test_a_search_past_the_limit_with_a_failure_code_filter_counts_only_the_listed_rows(
+    personas: Personas, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(selectors.counts, "SEARCH_COUNT_LIMIT", 5)
+    _harbor_rows(personas, {SyncStatus.SYNCED: 6})
+    for code in ("6000", "6000", "6190"):
+        StagedProjectFactory(
+            company=personas.company, status=SyncStatus.FAILED, name="Harbor", failure_code=code
+        )
+
+    # The search matches more than the limit: the Failed chip is not counted (its rows are
+    # more than the list's), the list's two rows are.
+    coded = selectors.project_status_counts(
+        company=personas.company, filters=ProjectFilters("failed", "harbor", codes=("6000",))
+    )
+    assert coded == {"": 5} and coded.at_least == {""}
+    assert coded.listed_total("failed") == 2 and len(coded.listed_ids or []) == 2
+
+    # The filter's own rows past the limit: "more than 5" for the list too.
+    for _ in range(5):
+        StagedProjectFactory(
+            company=personas.company, status=SyncStatus.FAILED, name="Harbor", failure_code="6000"
+        )
+    many = selectors.project_status_counts(
+        company=personas.company, filters=ProjectFilters("failed", "harbor", codes=("6000",))
+    )
+    assert many.listed_total("failed") == 5 and many.at_least == {"", "failed"}
 
 
 def test_a_page_past_the_search_limit_knows_only_whether_a_next_one_exists(

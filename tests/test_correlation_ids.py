@@ -56,8 +56,9 @@ def test_a_click_is_followed_into_the_worker_and_to_quickbooks(
     assert re.search(
         rf"\[{request_id}\] celery\.app\.trace: Task \S+refresh\S*\[[0-9a-f-]+\] succeeded",
         wait_for(
-            lambda: "succeeded" in qbo_worker.logs(chars=200_000)
-            and qbo_worker.logs(chars=200_000),
+            lambda: (
+                "succeeded" in qbo_worker.logs(chars=200_000) and qbo_worker.logs(chars=200_000)
+            ),
             pool=qbo_worker,
         ),
     )

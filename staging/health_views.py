@@ -15,7 +15,7 @@ from integrations.services.alerts import membership_notifications_set
 from integrations.tenancy import company_required, current_company
 from staging.selectors.filters import projects_matching
 from staging.selectors.health import failure_classes, integration_health
-from staging.sync.queue import projects_retry_failed
+from staging.sync import queue as sync
 
 PAGE = "staging/health.html"
 
@@ -24,7 +24,10 @@ PAGE = "staging/health.html"
 @company_required()
 def integration_health_page(request: HttpRequest) -> HttpResponse:
     # membership, can_operate and is_company_admin come from the context processor.
-    context = {"erp_tab": "health", "health": integration_health(company=current_company(request))}
+    health = integration_health(company=current_company(request))
+    # The floor of the realm's pace (40 batches of 30 rows a minute): "within about".
+    eta = sync.duration_label(health.queued / sync.realm_rows_per_second()) if health.queued else ""
+    context = {"erp_tab": "health", "health": health, "queue_eta": eta}
     return render_page_or_partial(request, PAGE, context, partial="health")
 
 
@@ -42,7 +45,7 @@ def health_retry_class(request: HttpRequest) -> HttpResponse:
     else:
         # The rows its Show link lists (the Failed chip narrowed to its codes).
         projects = projects_matching(company=company, filters=chosen.filters)
-        summary = projects_retry_failed(company=company, projects=projects, actor=request.user)
+        summary = sync.projects_retry_failed(company=company, projects=projects, actor=request.user)
         messages.success(request, f"Retrying {summary.queued:,} projects: {chosen.name}.")
     return HttpResponseRedirect(reverse("portfolio:integration_health"))
 

@@ -155,6 +155,11 @@ class StagedProject(models.Model):
         ]
         indexes = [
             models.Index(fields=["company", "status", "id"]),
+            # Failures by kind (the health page, the digest, /metrics) counted from the
+            # index alone, and the Projects tab's filter by QuickBooks code.
+            models.Index(
+                fields=["company", "status", "failure_code", "id"], name="staged_status_code"
+            ),
             # The reaper's (sync.projects_requeue_stale) and the claim's read: Queued rows.
             models.Index(
                 fields=["status", "leased_until"],

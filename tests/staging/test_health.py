@@ -277,6 +277,22 @@ def test_the_queue_says_how_long_the_oldest_waited_in_plain_words(
     assert "for 0\xa0minutes" not in page
 
 
+def test_the_queue_says_when_it_will_be_sent_at_quickbooks_pace(
+    personas: Personas, settings: Any
+) -> None:
+    # 40 batches of 30 rows per rate window; an hour's window makes it 1 row every 3 s.
+    settings.QBO_RATE_WINDOW_SECONDS = 3600
+    StagedProjectFactory.create_batch(
+        3, company=personas.company, status=SyncStatus.QUEUED, queued_at=timezone.now()
+    )
+    viewer = personas.client_for(personas.viewer)
+    assert "sent within about" not in viewer.get(URL).content.decode()  # no worker to send
+
+    WorkerHeartbeat.objects.create(hostname="w1", seen_at=timezone.now())
+    page = viewer.get(URL).content.decode()
+    assert "At QuickBooks' pace they are all sent within about 9 s." in page
+
+
 def test_the_quickbooks_box_speaks_plainly(personas: Personas) -> None:
     QboConnection.objects.create(
         company=personas.company,

@@ -1,18 +1,39 @@
 from __future__ import annotations
 
+import logging
 import os
 from typing import Any
 
 from celery import Celery
 from celery.schedules import crontab
-from celery.signals import worker_ready
+from celery.signals import after_setup_logger, after_setup_task_logger, worker_ready
 
+from staging.log_filters import CorrelationId
 from staging.worker_checks import connect as connect_worker_checks
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "staging.settings")
 
 app = Celery("staging")
 app.config_from_object("django.conf:settings", namespace="CELERY")
+# Worker lines carry the correlation id of the request (or beat entry) that sent the task
+# (django-guid's Celery integration, settings.DJANGO_GUID), like the web's lines do.
+# https://docs.celeryq.dev/en/stable/userguide/configuration.html#worker-log-format
+app.conf.worker_log_format = (
+    "[%(asctime)s: %(levelname)s/%(processName)s] [%(correlation_id)s] %(name)s: %(message)s"
+)
+app.conf.worker_task_log_format = (
+    "[%(asctime)s: %(levelname)s/%(processName)s] [%(correlation_id)s] "
+    "%(task_name)s[%(task_id)s]: %(message)s"
+)
+
+
+@after_setup_logger.connect
+@after_setup_task_logger.connect
+def _correlation_ids_in_worker_logs(logger: logging.Logger, *args: Any, **kwargs: Any) -> None:
+    for handler in logger.handlers:
+        handler.addFilter(CorrelationId())
+
+
 app.autodiscover_tasks()
 connect_worker_checks()  # warn when a worker's processes would not share a QBO budget
 

@@ -340,8 +340,9 @@ DJANGO_GUID = {
     "VALIDATE_GUID": True,
     "RETURN_HEADER": True,
     "EXPOSE_HEADER": False,
-    # The worker logs with this LOGGING too, so its lines carry the id as well.
-    "INTEGRATIONS": [CeleryIntegration(use_django_logging=True)],
+    # The worker keeps Celery's own logging (its -l level), with the id added to its format
+    # (staging/celery.py).
+    "INTEGRATIONS": [CeleryIntegration()],
 }
 
 LOGGING = {

@@ -10,11 +10,17 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from urllib.parse import urlencode
 
+from django.core.exceptions import ObjectDoesNotExist
 from django.db.models import Count, Max, Min
 from django.utils import timezone
 from redis import RedisError
 
-from integrations.models import Company, LinarcConnection, QboConnection, QboConnectionStatus
+from integrations.models import (
+    Company,
+    LinarcConnection,
+    QboConnection,
+    QboConnectionStatus,
+)
 from integrations.services.qbo import EXPIRY_WARNING, rate_limiter
 from integrations.services.qbo_traffic import traffic_store
 from qbo_client.errors import TransientError
@@ -24,6 +30,7 @@ from staging.selectors.filters import ProjectFilters
 from staging.services.workers import workers_online
 
 RECENT_RUNS = 8
+PULL_OVERDUE_AFTER = timedelta(minutes=5)
 # (status, failure code) groups given an example reason, biggest first: one row each, read
 # by id. A company has a handful; past this many the rest are still counted and classified
 # by their code alone.
@@ -73,12 +80,26 @@ class QboBudget:
 
 
 @dataclass(frozen=True)
+class PullSchedule:
+    """The company's scheduled Linarc pull (Sync rules: Auto-Create / Auto-Update)."""
+
+    every_minutes: int
+    next_at: datetime | None  # None: not run yet, due at the scheduler's next tick
+
+    @property
+    def overdue(self) -> bool:
+        """Well past its time: the scheduler (celery beat) is likely not running."""
+        return self.next_at is not None and timezone.now() - self.next_at > PULL_OVERDUE_AFTER
+
+
+@dataclass(frozen=True)
 class IntegrationHealth:
     qbo: QboConnection | None
     qbo_state: str  # connected, needs_reconnect or disconnected
     refresh_days_left: int | None  # before the connection lapses (QboConnection.ends_at)
     ends_at_hard_limit: bool  # ... and only a reconnect moves that end (the 5-year cap)
     linarc: LinarcConnection | None
+    pull: PullSchedule | None  # None: no scheduled pull
     last_import: Run | None
     queued: int
     oldest_queued_at: datetime | None
@@ -108,6 +129,7 @@ class IntegrationHealth:
             and self.workers_online
             and not self.failures
             and not (self.last_import and self.last_import.state == "failed")
+            and not (self.pull and self.pull.overdue)
         )
 
 
@@ -130,12 +152,14 @@ def integration_health(*, company: Company) -> IntegrationHealth:
             .order_by("-created_at", "-id")
             .first()
         )
+    linarc, pull = _linarc_and_schedule(company)
     return IntegrationHealth(
         qbo=qbo,
         qbo_state=qbo.status if qbo is not None else QboConnectionStatus.DISCONNECTED,
         refresh_days_left=days_left,
         ends_at_hard_limit=hard_end is not None and hard_end == ends_at,
-        linarc=LinarcConnection.objects.filter(company=company).first(),
+        linarc=linarc,
+        pull=pull,
         last_import=last_import,
         queued=queue["count"],
         oldest_queued_at=queue["oldest"],
@@ -143,6 +167,29 @@ def integration_health(*, company: Company) -> IntegrationHealth:
         budget=qbo_budget(realm_id=qbo.realm_id) if qbo is not None and qbo.realm_id else None,
         runs=runs,
         failures=failure_classes(company=company),
+    )
+
+
+def _linarc_and_schedule(company: Company) -> tuple[LinarcConnection | None, PullSchedule | None]:
+    """The Linarc connection and its pull schedule, in one read (no connection, no pull)."""
+    linarc = (
+        LinarcConnection.objects.filter(company=company)
+        .select_related("company__sync_rules__periodic_task")
+        .first()
+    )
+    if linarc is None:
+        return None, None
+    try:
+        rules = linarc.company.sync_rules
+    except ObjectDoesNotExist:
+        return linarc, None
+    task = rules.periodic_task
+    if not (rules.auto_create or rules.auto_update) or task is None or not task.enabled:
+        return linarc, None
+    every = timedelta(minutes=rules.pull_every_minutes)
+    return linarc, PullSchedule(
+        every_minutes=rules.pull_every_minutes,
+        next_at=task.last_run_at + every if task.last_run_at else None,
     )
 
 

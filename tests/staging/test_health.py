@@ -12,8 +12,10 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
+from django_celery_beat.models import PeriodicTask
 
-from integrations.models import LinarcConnection, QboConnection
+from integrations.models import LinarcConnection, QboConnection, SyncRules
+from integrations.services.rules import sync_rules_schedule
 from staging.models import Run, RunKind, RunState, StagedProject, SyncStatus, WorkerHeartbeat
 from staging.selectors import health
 from staging.selectors.health import failure_classes, integration_health
@@ -291,6 +293,40 @@ def test_the_queue_says_when_it_will_be_sent_at_quickbooks_pace(
     WorkerHeartbeat.objects.create(hostname="w1", seen_at=timezone.now())
     page = viewer.get(URL).content.decode()
     assert "At QuickBooks' pace they are all sent within about 9 s." in page
+
+
+def test_the_linarc_box_says_when_the_next_scheduled_pull_is_and_when_it_is_overdue(
+    personas: Personas,
+) -> None:
+    LinarcConnection.objects.create(company=personas.company, base_url="https://api.linarc.test")
+    viewer = personas.client_for(personas.viewer)
+    page = viewer.get(URL).content.decode()
+    assert "No scheduled pull: Auto-Create and Auto-Update are off" in page
+
+    rules = SyncRules.objects.create(
+        company=personas.company, auto_create=True, pull_every_minutes=15
+    )
+    task = sync_rules_schedule(rules=rules)
+    assert task is not None
+    page = " ".join(viewer.get(URL).content.decode().split())
+    assert "Scheduled pull every 15 minutes; the first is due now." in page
+    assert "Connected to" in page  # the connection read with the rules
+
+    PeriodicTask.objects.filter(pk=task.pk).update(
+        last_run_at=timezone.now() - timedelta(minutes=5)
+    )
+    page = " ".join(viewer.get(URL).content.decode().split())
+    assert re.search(r"Scheduled pull every 15 minutes; the next in (9|10) minutes\.", page)
+    assert "overdue" not in page
+
+    # Beat stopped: the pull is 40 minutes late, and the page says what that likely means.
+    PeriodicTask.objects.filter(pk=task.pk).update(
+        last_run_at=timezone.now() - timedelta(minutes=55)
+    )
+    page = " ".join(viewer.get(URL).content.decode().split())
+    assert "overdue by 40 minutes" in page
+    assert "The scheduler may be stopped" in page
+    assert "Everything is working" not in page
 
 
 def test_the_quickbooks_box_speaks_plainly(personas: Personas) -> None:

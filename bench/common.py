@@ -99,8 +99,20 @@ def bench_setup(
         "CELERY_BROKER_URL": REDIS_URL,
         "RATE_LIMIT_REDIS_URL": REDIS_URL,
         "CELERY_TASK_DEFAULT_QUEUE": f"bench-{uuid.uuid4().hex[:8]}",
-        "DJANGO_SETTINGS_MODULE": "staging.settings",
         "OAUTHLIB_INSECURE_TRANSPORT": "1",
+        "PYTHONUNBUFFERED": "1",
+        **production_env(var_dir),
+        **(extra_env or {}),
+    }
+    django_start(env, collectstatic=collectstatic)
+    return {**os.environ, **env}
+
+
+def production_env(var_dir: Path) -> dict[str, str]:
+    """Production settings for a bench process, with fresh secrets, the emulators' QBO app
+    and ``var_dir`` for the product's files."""
+    return {
+        "DJANGO_SETTINGS_MODULE": "staging.settings",
         "LOG_LEVEL": "WARNING",
         # Production settings: with DEBUG on, Django keeps every SQL statement of a process
         # in memory (a bulk INSERT of 500 rows is ~0.5 MB of text) and costs CPU per query.
@@ -112,11 +124,13 @@ def bench_setup(
         "QBO_CLIENT_ID": QBO_CLIENT_ID,
         "QBO_CLIENT_SECRET": QBO_CLIENT_SECRET,
         "STAGING_VAR_DIR": str(var_dir),
-        "PYTHONUNBUFFERED": "1",
         # DEBUG off refuses loopback QBO/Linarc URLs (netguard); the emulators are local.
         "OUTBOUND_ALLOW_PRIVATE_HOSTS": "1",
-        **(extra_env or {}),
     }
+
+
+def django_start(env: Mapping[str, str], *, collectstatic: bool = False) -> None:
+    """Point this process at ``env``, set Django up and migrate."""
     os.environ.update(env)
     import django
 
@@ -126,7 +140,6 @@ def bench_setup(
     call_command("migrate", verbosity=0, interactive=False)
     if collectstatic:  # DEBUG off serves hashed names from the manifest
         call_command("collectstatic", verbosity=0, interactive=False)
-    return {**os.environ, **env}
 
 
 def bench_teardown(database: str, *, keep: bool = False) -> None:
@@ -150,6 +163,32 @@ def company_create(name: str) -> Any:
     company = Company.objects.create(name=name, slug=f"bench-{uuid.uuid4().hex[:10]}")
     SyncRules.objects.get_or_create(company=company)
     return company
+
+
+def company_with_admin(name: str, *, customers: int = 60) -> tuple[Any, Any, list[Any]]:
+    """A company with an admin and ``customers`` QBO customers in its cache; returns
+    (company, user, customers)."""
+    from django.contrib.auth import get_user_model
+
+    from integrations.models import Membership, QboCustomer, Role
+
+    company = company_create(name)
+    user = get_user_model().objects.create_user(
+        username=f"bench-admin-{company.pk}", password="bench-password-123"
+    )
+    Membership.objects.create(user=user, company=company, role=Role.ADMIN)
+    cached = QboCustomer.objects.bulk_create(
+        [
+            QboCustomer(
+                company=company,
+                qbo_id=str(100 + i),
+                display_name=f"Client {i:02d} Holdings",
+                search_name=f"client {i:02d} holdings",
+            )
+            for i in range(customers)
+        ]
+    )
+    return company, user, cached
 
 
 def qbo_connect(company: Any, *, realm_id: str | None = None) -> Any:

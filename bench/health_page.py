@@ -23,9 +23,6 @@ bench/README.md: the server from ``BENCH_PG_URL``, Redis db 7 flushed).
 from __future__ import annotations
 
 import argparse
-import base64
-import os
-import secrets
 import shutil
 import tempfile
 import time
@@ -78,31 +75,8 @@ def sqlite_setup(path: Path) -> None:
     files collected (DEBUG off serves hashed names from the manifest). Call before importing
     modules that load Django models."""
     path.unlink(missing_ok=True)
-    var_dir = path.parent
-    os.environ.update(
-        {
-            "DATABASE_URL": f"sqlite:///{path}",
-            "DJANGO_SETTINGS_MODULE": "staging.settings",
-            "LOG_LEVEL": "WARNING",
-            # As bench.common.bench_setup: with DEBUG on Django keeps every statement's text.
-            "DEBUG": "0",
-            "SECRET_KEY": secrets.token_urlsafe(50),
-            "FIELD_ENCRYPTION_KEY": base64.urlsafe_b64encode(secrets.token_bytes(32)).decode(),
-            "ALLOWED_HOSTS": "127.0.0.1,localhost,testserver",
-            "SECURE_SSL_REDIRECT": "0",
-            "QBO_CLIENT_ID": common.QBO_CLIENT_ID,
-            "QBO_CLIENT_SECRET": common.QBO_CLIENT_SECRET,
-            "STAGING_VAR_DIR": str(var_dir),
-            "OUTBOUND_ALLOW_PRIVATE_HOSTS": "1",
-        }
-    )
-    import django
-
-    django.setup()
-    from django.core.management import call_command
-
-    call_command("migrate", verbosity=0, interactive=False)
-    call_command("collectstatic", verbosity=0, interactive=False)
+    env = {"DATABASE_URL": f"sqlite:///{path}", **common.production_env(path.parent)}
+    common.django_start(env, collectstatic=True)
 
 
 # --- data ----------------------------------------------------------------------------------
@@ -120,25 +94,13 @@ def _mix_for(index: int) -> tuple[str, str, str]:
 def health_setup() -> tuple[Any, Any, list[Any]]:
     """A company with an admin, 60 QBO customers, QuickBooks connected, Linarc configured and
     a worker that just reported in; returns (company, user, customers)."""
-    from django.contrib.auth import get_user_model
     from django.utils import timezone
 
-    from integrations.models import (
-        LinarcConnection,
-        Membership,
-        QboConnection,
-        QboConnectionStatus,
-        QboCustomer,
-        Role,
-    )
+    from integrations.models import LinarcConnection, QboConnection, QboConnectionStatus
     from staging.models import WorkerHeartbeat
 
     now = timezone.now()
-    company = common.company_create("Bench Health Co")
-    user = get_user_model().objects.create_user(
-        username=f"bench-admin-{company.pk}", password="bench-password-123"
-    )
-    Membership.objects.create(user=user, company=company, role=Role.ADMIN)
+    company, user, customers = common.company_with_admin("Bench Health Co")
     QboConnection.objects.create(
         company=company,
         realm_id="9341453050",
@@ -151,17 +113,6 @@ def health_setup() -> tuple[Any, Any, list[Any]]:
     )
     LinarcConnection.objects.create(company=company, base_url="https://api.linarc.test")
     WorkerHeartbeat.objects.update_or_create(hostname="bench-worker", defaults={"seen_at": now})
-    customers = QboCustomer.objects.bulk_create(
-        [
-            QboCustomer(
-                company=company,
-                qbo_id=str(100 + i),
-                display_name=f"Client {i:02d} Holdings",
-                search_name=f"client {i:02d} holdings",
-            )
-            for i in range(60)
-        ]
-    )
     return company, user, customers
 
 

@@ -118,27 +118,7 @@ def stage_rows(company: Any, *, start: int, count: int, customers: list[Any]) ->
 
 def tab_setup() -> tuple[Any, Any, list[Any]]:
     """A company with an admin and 60 QBO customers; returns (company, user, customers)."""
-    from django.contrib.auth import get_user_model
-
-    from integrations.models import Membership, QboCustomer, Role
-
-    company = common.company_create("Bench Projects Tab Co")
-    user = get_user_model().objects.create_user(
-        username=f"bench-admin-{company.pk}", password="bench-password-123"
-    )
-    Membership.objects.create(user=user, company=company, role=Role.ADMIN)
-    customers = QboCustomer.objects.bulk_create(
-        [
-            QboCustomer(
-                company=company,
-                qbo_id=str(100 + i),
-                display_name=f"Client {i:02d} Holdings",
-                search_name=f"client {i:02d} holdings",
-            )
-            for i in range(60)
-        ]
-    )
-    return company, user, customers
+    return common.company_with_admin("Bench Projects Tab Co")
 
 
 # --- in-process: Django's test client -------------------------------------------------------

@@ -13,7 +13,6 @@ import pytest
 import redis
 from django.test import Client
 from django.urls import reverse
-from prometheus_client.parser import text_string_to_metric_families
 
 from integrations.services.qbo import qbo_client_for, rate_limiter
 from integrations.services.qbo_traffic import traffic_store
@@ -21,6 +20,7 @@ from qbo_client.client import RequestRecord
 from qbo_client.emulator import QboEmulator
 from qbo_client.errors import ThrottledError
 from tests.conftest import Personas
+from tests.fixtures.metrics import metric_samples
 from tests.fixtures.qbo import connect_company, control
 
 REDIS_TEST_URL = "redis://127.0.0.1:6379/15"
@@ -43,14 +43,6 @@ def shared_redis(settings: Any) -> Iterator[str]:
     keys = list(client.scan_iter(match=f"{settings.QBO_TRAFFIC_KEY_PREFIX}*"))
     if keys:
         client.delete(*keys)
-
-
-def _samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    return {
-        (s.name, tuple(sorted(s.labels.items()))): s.value
-        for family in text_string_to_metric_families(text)
-        for s in family.samples
-    }
 
 
 def test_every_exchange_is_counted_for_the_page_and_the_metrics(
@@ -93,7 +85,7 @@ def test_every_exchange_is_counted_for_the_page_and_the_metrics(
 
     settings.METRICS_TOKEN = TOKEN
     metrics = Client().get("/metrics", HTTP_AUTHORIZATION=f"Bearer {TOKEN}")
-    samples = _samples(metrics.content.decode())
+    samples = metric_samples(metrics.content.decode())
     company = (("company", personas.company.slug),)
     assert samples[("qbo_requests_total", (*company, ("outcome", "ok")))] == 4
     assert samples[("qbo_requests_total", (*company, ("outcome", "throttled")))] == 1

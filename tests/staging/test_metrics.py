@@ -8,22 +8,14 @@ from typing import Any
 
 from django.test import Client
 from django.utils import timezone
-from prometheus_client.parser import text_string_to_metric_families
 
 from integrations.models import QboConnection
 from staging.models import Run, RunKind, RunState, StagedProject, SyncStatus, WorkerHeartbeat
 from tests.conftest import Personas
 from tests.factories import QboCustomerFactory, StagedProjectFactory
+from tests.fixtures.metrics import metric_samples
 
 TOKEN = "metrics-token-123"
-
-
-def _samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    return {
-        (s.name, tuple(sorted(s.labels.items()))): s.value
-        for family in text_string_to_metric_families(text)
-        for s in family.samples
-    }
 
 
 def test_metrics_are_off_without_a_token_and_refused_with_a_wrong_one(
@@ -75,7 +67,7 @@ def test_the_gauges_tell_each_companys_state(personas: Personas, settings: Any) 
     answer = Client().get("/metrics", HTTP_AUTHORIZATION=f"Bearer {TOKEN}")
 
     assert answer.status_code == 200
-    samples = _samples(answer.content.decode())
+    samples = metric_samples(answer.content.decode())
     assert samples[("staging_projects", (("company", slug), ("status", "synced")))] == 2
     assert samples[("staging_projects", (("company", slug), ("status", "failed")))] == 1
     assert 89 <= samples[("staging_queue_oldest_seconds", (("company", slug),))] < 120

@@ -161,7 +161,7 @@ def _qbo_traffic(companies: dict[str, str]) -> Iterator[Metric]:
         return
     try:
         totals = store.totals(companies)
-        recent = {realm: store.recent(realm) for realm in totals}
+        recent = store.recent_many(totals)
     except RedisError:
         return  # a scrape without these beats a failed scrape
     requests = CounterMetricFamily(

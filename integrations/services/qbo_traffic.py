@@ -101,18 +101,31 @@ class TrafficStore:
 
     def recent(self, realm_id: str) -> RecentTraffic:
         """Requests of the last minute and 429s of the last hour, to the nearest slot."""
+        return self.recent_many([realm_id])[realm_id]
+
+    def recent_many(self, realm_ids: Iterable[str]) -> dict[str, RecentTraffic]:
+        """:meth:`recent` for several realms in one pipelined round trip."""
+        realms = list(realm_ids)
         now_slot = int(time.time() // SLOT_SECONDS)
         slots = range(now_slot - HOUR_SECONDS // SLOT_SECONDS + 1, now_slot + 1)
-        pipe = self._redis.pipeline(transaction=False)
-        for slot in slots:
-            pipe.hmget(f"{self._prefix}:{realm_id}:{slot}", "requests", "throttled")
-        requests = throttled = 0
         minute_from = now_slot - RECENT_SECONDS // SLOT_SECONDS + 1
-        for slot, (req, thr) in zip(slots, pipe.execute(), strict=True):
-            if slot >= minute_from:
-                requests += int(req or 0)
-            throttled += int(thr or 0)
-        return RecentTraffic(requests_last_minute=requests, throttled_last_hour=throttled)
+        pipe = self._redis.pipeline(transaction=False)
+        for realm_id in realms:
+            for slot in slots:
+                pipe.hmget(f"{self._prefix}:{realm_id}:{slot}", "requests", "throttled")
+        answers = iter(pipe.execute())
+        result = {}
+        for realm_id in realms:
+            requests = throttled = 0
+            for slot in slots:
+                req, thr = next(answers)
+                if slot >= minute_from:
+                    requests += int(req or 0)
+                throttled += int(thr or 0)
+            result[realm_id] = RecentTraffic(
+                requests_last_minute=requests, throttled_last_hour=throttled
+            )
+        return result
 
     def totals(self, realm_ids: Iterable[str]) -> dict[str, TrafficTotals]:
         realms = list(realm_ids)
